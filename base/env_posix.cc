@@ -1,0 +1,308 @@
+// The POSIX Env. Appends that must be durable go through liburing: the write and the
+// fdatasync are linked in one submission, so a group commit costs one syscall.
+#include <dirent.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <set>
+
+#include "base/env.h"
+
+namespace strata {
+namespace {
+
+Status ErrnoStatus(const std::string& op, const std::string& path, int err) {
+  std::string msg = op + " " + path;
+  if (err == ENOENT) return Status::NotFound(msg + ": " + std::strerror(err));
+  return Status::IOError(msg, err);
+}
+
+// One ring per thread that issues durable writes (in practice: the journal committer).
+class Ring {
+ public:
+  Ring() { ok_ = io_uring_queue_init(8, &ring_, 0) == 0; }
+  ~Ring() {
+    if (ok_) io_uring_queue_exit(&ring_);
+  }
+  bool ok() const { return ok_; }
+  io_uring* get() { return &ring_; }
+
+ private:
+  io_uring ring_{};
+  bool ok_ = false;
+};
+
+class PosixFile final : public File {
+ public:
+  PosixFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixFile() override { ::close(fd_); }
+
+  Status Read(uint64_t offset, size_t n, char* scratch, size_t* got) override {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_, scratch + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("read", path_, errno);
+      }
+      if (r == 0) break;
+      done += static_cast<size_t>(r);
+    }
+    *got = done;
+    return Status::OK();
+  }
+
+  Status Write(uint64_t offset, std::string_view data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t r =
+          ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("write", path_, errno);
+      }
+      done += static_cast<size_t>(r);
+    }
+    return Status::OK();
+  }
+
+  Status WriteAndSync(uint64_t offset, std::string_view data) override {
+    thread_local Ring ring;
+    if (!ring.ok() || data.size() > (1u << 30)) {
+      RETURN_IF_ERROR(Write(offset, data));
+      return Sync();
+    }
+    io_uring* r = ring.get();
+    io_uring_sqe* w = io_uring_get_sqe(r);
+    io_uring_prep_write(w, fd_, data.data(), static_cast<unsigned>(data.size()), offset);
+    w->flags |= IOSQE_IO_LINK;
+    w->user_data = 1;
+    io_uring_sqe* s = io_uring_get_sqe(r);
+    io_uring_prep_fsync(s, fd_, IORING_FSYNC_DATASYNC);
+    s->user_data = 2;
+    int sub = io_uring_submit_and_wait(r, 2);
+    if (sub < 0) return ErrnoStatus("io_uring submit for", path_, -sub);
+    int write_res = 0, sync_res = 0;
+    for (int i = 0; i < 2; i++) {
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_wait_cqe(r, &cqe);
+      if (rc < 0) return ErrnoStatus("io_uring wait for", path_, -rc);
+      (cqe->user_data == 1 ? write_res : sync_res) = cqe->res;
+      io_uring_cqe_seen(r, cqe);
+    }
+    if (write_res < 0) return ErrnoStatus("write", path_, -write_res);
+    if (static_cast<size_t>(write_res) < data.size()) {
+      // Short write (e.g. the disk filled mid-way): finish it, then sync, the plain way.
+      RETURN_IF_ERROR(Write(offset + write_res, data.substr(write_res)));
+      return Sync();
+    }
+    if (sync_res < 0) return ErrnoStatus("fdatasync", path_, -sync_res);
+    return Status::OK();
+  }
+
+  Status Sync() override {
+    if (::fdatasync(fd_) != 0) return ErrnoStatus("fdatasync", path_, errno);
+    return Status::OK();
+  }
+
+  Status Truncate(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+      return ErrnoStatus("truncate", path_, errno);
+    return Status::OK();
+  }
+
+  Result<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return ErrnoStatus("stat", path_, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  Status Preallocate(uint64_t offset, uint64_t len) override {
+    // Best effort: NFS/SMB or old filesystems may not support it; the writes will still work.
+    int rc =
+        ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(len));
+    if (rc != 0 && errno == ENOSPC) return ErrnoStatus("fallocate", path_, errno);
+    return Status::OK();
+  }
+
+  const std::string& path() const override { return path_; }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
+class PosixFileLock final : public FileLock {
+ public:
+  PosixFileLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixFileLock() override;
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+// flock() locks are per open file description, so two opens in one process would conflict
+// correctly; we still track paths to give a clear message and to be robust on NFS.
+std::mutex g_locks_mu;
+std::set<std::string>& LockedPaths() {
+  static auto* s = new std::set<std::string>;
+  return *s;
+}
+
+PosixFileLock::~PosixFileLock() {
+  {
+    std::lock_guard<std::mutex> l(g_locks_mu);
+    LockedPaths().erase(path_);
+  }
+  ::flock(fd_, LOCK_UN);
+  ::close(fd_);
+}
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    int flags = O_CLOEXEC;
+    switch (mode) {
+      case OpenMode::kReadOnly:
+        flags |= O_RDONLY;
+        break;
+      case OpenMode::kReadWrite:
+        flags |= O_RDWR;
+        break;
+      case OpenMode::kCreate:
+        flags |= O_RDWR | O_CREAT;
+        break;
+      case OpenMode::kCreateExclusive:
+        flags |= O_RDWR | O_CREAT | O_EXCL;
+        break;
+    }
+    int fd = ::open(path.c_str(), flags, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) return Status::Posix(EEXIST, "create " + path);
+      return ErrnoStatus("open", path, errno);
+    }
+    return std::unique_ptr<File>(new PosixFile(path, fd));
+  }
+
+  Status SyncDir(const std::string& dir) override {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open directory", dir, errno);
+    int rc = ::fsync(fd);
+    int err = errno;
+    ::close(fd);
+    // Some network filesystems refuse fsync on a directory; their metadata is synchronous.
+    if (rc != 0 && err != EINVAL && err != EROFS) return ErrnoStatus("fsync directory", dir, err);
+    return Status::OK();
+  }
+
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0)
+      return ErrnoStatus("rename " + from + " to", to, errno);
+    return Status::OK();
+  }
+
+  Status RemoveFile(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return ErrnoStatus("unlink", path, errno);
+    return Status::OK();
+  }
+
+  Status CreateDir(const std::string& path, int mode) override {
+    if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST)
+      return ErrnoStatus("mkdir", path, errno);
+    return Status::OK();
+  }
+
+  Result<bool> FileExists(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) return true;
+    if (errno == ENOENT) return false;
+    return ErrnoStatus("stat", path, errno);
+  }
+
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return ErrnoStatus("opendir", path, errno);
+    std::vector<std::string> out;
+    while (dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      out.emplace_back(e->d_name);
+    }
+    ::closedir(d);
+    return out;
+  }
+
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
+    {
+      std::lock_guard<std::mutex> l(g_locks_mu);
+      if (LockedPaths().count(path)) return Status::Busy(path + " is locked by this process");
+    }
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus("open lock file", path, errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK) return Status::Busy(path + " is locked by another process");
+      return ErrnoStatus("lock", path, err);
+    }
+    std::lock_guard<std::mutex> l(g_locks_mu);
+    LockedPaths().insert(path);
+    return std::unique_ptr<FileLock>(new PosixFileLock(fd, path));
+  }
+
+  int64_t NowNanos() override {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
+};
+
+}  // namespace
+
+Env* Env::Default() {
+  static Env* env = new PosixEnv;
+  return env;
+}
+
+std::string DirName(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+std::string JoinPath(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (a.back() == '/') return a + b;
+  return a + "/" + b;
+}
+
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data) {
+  std::string tmp = path + ".tmp";
+  {
+    ASSIGN_OR_RETURN(auto f, env->OpenFile(tmp, OpenMode::kCreate));
+    RETURN_IF_ERROR(f->Truncate(0));
+    RETURN_IF_ERROR(f->Write(0, data));
+    RETURN_IF_ERROR(f->Sync());
+  }
+  RETURN_IF_ERROR(env->RenameFile(tmp, path));
+  return env->SyncDir(DirName(path));
+}
+
+Result<std::string> ReadWholeFile(Env* env, const std::string& path) {
+  ASSIGN_OR_RETURN(auto f, env->OpenFile(path, OpenMode::kReadOnly));
+  ASSIGN_OR_RETURN(uint64_t size, f->Size());
+  std::string out(size, '\0');
+  size_t got = 0;
+  RETURN_IF_ERROR(f->Read(0, size, out.data(), &got));
+  out.resize(got);
+  return out;
+}
+
+}  // namespace strata

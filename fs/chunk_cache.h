@@ -1,0 +1,48 @@
+// A bounded LRU of decoded (decrypted, decompressed) chunks, keyed by inode, chunk index and
+// version, so a rewritten chunk can never be served stale. Sharded to keep dozens of
+// concurrent readers off one lock. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace strata::fs {
+
+class ChunkCache {
+ public:
+  explicit ChunkCache(uint64_t capacity_bytes);
+  std::shared_ptr<const std::string> Get(uint64_t ino, uint64_t index, uint64_t version);
+  void Put(uint64_t ino, uint64_t index, uint64_t version, std::shared_ptr<const std::string> data);
+
+ private:
+  struct Key {
+    uint64_t ino, index, version;
+    bool operator==(const Key& o) const {
+      return ino == o.ino && index == o.index && version == o.version;
+    }
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      uint64_t h =
+          k.ino * 0x9e3779b97f4a7c15ull ^ (k.index + 0x632be59bd9b4e019ull) * 31 ^ k.version;
+      return static_cast<size_t>(h ^ (h >> 29));
+    }
+  };
+  struct Shard {
+    std::mutex mu;
+    std::list<std::pair<Key, std::shared_ptr<const std::string>>> lru;  // front = newest
+    std::unordered_map<Key, decltype(lru)::iterator, KeyHash> map;
+    uint64_t bytes = 0;
+  };
+  static constexpr size_t kShards = 16;
+  Shard& ShardFor(const Key& k) { return shards_[KeyHash()(k) % kShards]; }
+  uint64_t per_shard_;
+  std::vector<Shard> shards_;
+};
+
+}  // namespace strata::fs

@@ -1,0 +1,234 @@
+#include "fs/config.h"
+
+#include <toml++/toml.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+namespace strata::fs {
+namespace {
+
+std::string Where(const std::string& source, const toml::source_region& r) {
+  return source + ":" + std::to_string(r.begin.line);
+}
+
+Status CheckKeys(const toml::table& t, const std::set<std::string>& allowed,
+                 const std::string& table_name, const std::string& source) {
+  for (auto&& [k, v] : t) {
+    if (!allowed.count(std::string(k.str())))
+      return Status::InvalidArgument(Where(source, v.source()) + ": unknown key '" +
+                                     std::string(k.str()) + "' in [" + table_name + "]");
+  }
+  return Status::OK();
+}
+
+Result<std::string> GetString(const toml::table& t, const char* key, const std::string& table,
+                              const std::string& source, bool required) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) {
+    if (required)
+      return Status::InvalidArgument(source + ": missing required key '" + key + "' in [" + table +
+                                     "]");
+    return std::string();
+  }
+  if (!n->is_string())
+    return Status::InvalidArgument(Where(source, n->source()) + ": [" + table + "] " + key +
+                                   " must be a string");
+  std::string v = **n->as_string();
+  if (v.empty())
+    return Status::InvalidArgument(Where(source, n->source()) + ": [" + table + "] " + key +
+                                   " must not be empty");
+  return v;
+}
+
+// A size may be written as an integer (bytes) or a string with a unit.
+Result<uint64_t> GetSize(const toml::table& t, const char* key, uint64_t def,
+                         const std::string& table, const std::string& source) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return def;
+  Result<uint64_t> r = Status::InvalidArgument("");
+  if (n->is_integer()) {
+    int64_t v = **n->as_integer();
+    if (v < 0)
+      r = Status::InvalidArgument("negative");
+    else
+      r = static_cast<uint64_t>(v);
+  } else if (n->is_string()) {
+    r = ParseSize(**n->as_string());
+  }
+  if (!r.ok())
+    return Status::InvalidArgument(Where(source, n->source()) + ": [" + table + "] " + key +
+                                   ": expected a size such as \"128KiB\" or \"64MiB\"");
+  return r;
+}
+
+}  // namespace
+
+Result<uint64_t> ParseSize(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) i++;
+  if (i == 0 || i > 18) return Status::InvalidArgument("bad size '" + s + "'");
+  uint64_t v = std::stoull(s.substr(0, i));
+  std::string unit = s.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  uint64_t mul;
+  if (unit.empty() || unit == "B")
+    mul = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "k")
+    mul = 1ull << 10;
+  else if (unit == "MiB" || unit == "M")
+    mul = 1ull << 20;
+  else if (unit == "GiB" || unit == "G")
+    mul = 1ull << 30;
+  else if (unit == "TiB" || unit == "T")
+    mul = 1ull << 40;
+  else if (unit == "KB")
+    mul = 1000;
+  else if (unit == "MB")
+    mul = 1000 * 1000;
+  else if (unit == "GB")
+    mul = 1000ull * 1000 * 1000;
+  else
+    return Status::InvalidArgument("bad size unit in '" + s + "'");
+  return v * mul;
+}
+
+Result<int64_t> ParseDurationMs(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) i++;
+  if (i == 0 || i > 12) return Status::InvalidArgument("bad duration '" + s + "'");
+  int64_t v = std::stoll(s.substr(0, i));
+  std::string unit = s.substr(i);
+  int64_t mul;
+  if (unit == "ms")
+    mul = 1;
+  else if (unit == "s")
+    mul = 1000;
+  else if (unit == "m" || unit == "min")
+    mul = 60 * 1000;
+  else if (unit == "h")
+    mul = 3600 * 1000;
+  else if (unit == "d")
+    mul = 86400ll * 1000;
+  else
+    return Status::InvalidArgument("bad duration unit in '" + s + "' (use ms, s, m, h, d)");
+  return v * mul;
+}
+
+Result<Config> ParseConfig(const std::string& text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ":" +
+                                   std::to_string(e.source().begin.column) + ": " +
+                                   std::string(e.description()));
+  }
+  Config c;
+  c.source = source;
+  RETURN_IF_ERROR(
+      CheckKeys(root, {"filesystem", "keys", "tiers", "cache", "journal"}, "top level", source));
+  auto table = [&](const char* name, bool required) -> Result<const toml::table*> {
+    const toml::node* n = root.get(name);
+    if (n == nullptr) {
+      if (required)
+        return Status::InvalidArgument(source + ": missing required table [" + name + "]");
+      return static_cast<const toml::table*>(nullptr);
+    }
+    if (!n->is_table())
+      return Status::InvalidArgument(Where(source, n->source()) + ": '" + name +
+                                     "' must be a table");
+    return n->as_table();
+  };
+
+  ASSIGN_OR_RETURN(const toml::table* fs, table("filesystem", true));
+  RETURN_IF_ERROR(CheckKeys(*fs, {"name", "chunk_size", "segment_size", "compression_level"},
+                            "filesystem", source));
+  ASSIGN_OR_RETURN(c.name, GetString(*fs, "name", "filesystem", source, true));
+  for (char ch : c.name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+      return Status::InvalidArgument(source + ": [filesystem] name '" + c.name +
+                                     "' may contain only letters, digits, '-', '_' and '.'");
+  }
+  ASSIGN_OR_RETURN(uint64_t chunk, GetSize(*fs, "chunk_size", c.chunk_size, "filesystem", source));
+  if (chunk < 4096 || chunk > (4u << 20) || (chunk & (chunk - 1)) != 0)
+    return Status::InvalidArgument(source +
+                                   ": [filesystem] chunk_size must be a power of two "
+                                   "between 4KiB and 4MiB");
+  c.chunk_size = static_cast<uint32_t>(chunk);
+  ASSIGN_OR_RETURN(c.segment_size,
+                   GetSize(*fs, "segment_size", c.segment_size, "filesystem", source));
+  if (c.segment_size < 4 * uint64_t{c.chunk_size} || c.segment_size > (4ull << 30))
+    return Status::InvalidArgument(source +
+                                   ": [filesystem] segment_size must be at least 4 "
+                                   "chunks and at most 4GiB");
+  if (const toml::node* n = fs->get("compression_level")) {
+    if (!n->is_integer() || **n->as_integer() < 0 || **n->as_integer() > 19)
+      return Status::InvalidArgument(Where(source, n->source()) +
+                                     ": [filesystem] compression_level must be an integer 0..19");
+    c.compression_level = static_cast<int>(**n->as_integer());
+  }
+
+  ASSIGN_OR_RETURN(const toml::table* keys, table("keys", true));
+  RETURN_IF_ERROR(CheckKeys(*keys, {"key_file"}, "keys", source));
+  ASSIGN_OR_RETURN(c.key_file, GetString(*keys, "key_file", "keys", source, true));
+
+  ASSIGN_OR_RETURN(const toml::table* tiers, table("tiers", true));
+  for (auto&& [k, v] : *tiers) {
+    std::string tier(k.str());
+    if (!v.is_table())
+      return Status::InvalidArgument(Where(source, v.source()) + ": tiers." + tier +
+                                     " must be a table");
+    if (tier != "hot")
+      return Status::InvalidArgument(Where(source, v.source()) + ": tier '" + tier +
+                                     "': only the hot tier is supported by this version");
+    RETURN_IF_ERROR(CheckKeys(*v.as_table(), {"path"}, "tiers.hot", source));
+    ASSIGN_OR_RETURN(c.hot_path, GetString(*v.as_table(), "path", "tiers.hot", source, true));
+  }
+  if (c.hot_path.empty())
+    return Status::InvalidArgument(source + ": missing required table [tiers.hot]");
+  if (c.hot_path.front() != '/')
+    return Status::InvalidArgument(source + ": [tiers.hot] path must be absolute");
+
+  ASSIGN_OR_RETURN(const toml::table* cache, table("cache", false));
+  if (cache) {
+    RETURN_IF_ERROR(CheckKeys(*cache, {"chunk_cache", "dirty_limit"}, "cache", source));
+    ASSIGN_OR_RETURN(c.chunk_cache_bytes,
+                     GetSize(*cache, "chunk_cache", c.chunk_cache_bytes, "cache", source));
+    ASSIGN_OR_RETURN(c.dirty_limit_bytes,
+                     GetSize(*cache, "dirty_limit", c.dirty_limit_bytes, "cache", source));
+    if (c.dirty_limit_bytes < 4 * uint64_t{c.chunk_size})
+      return Status::InvalidArgument(source + ": [cache] dirty_limit must hold at least 4 chunks");
+  }
+  ASSIGN_OR_RETURN(const toml::table* journal, table("journal", false));
+  if (journal) {
+    RETURN_IF_ERROR(CheckKeys(*journal, {"commit_interval"}, "journal", source));
+    std::string ci;
+    ASSIGN_OR_RETURN(ci, GetString(*journal, "commit_interval", "journal", source, false));
+    if (!ci.empty()) {
+      auto ms = ParseDurationMs(ci);
+      if (!ms.ok() || *ms < 10 || *ms > 60000)
+        return Status::InvalidArgument(source +
+                                       ": [journal] commit_interval must be a duration "
+                                       "between 10ms and 60s, e.g. \"1s\"");
+      c.commit_interval_ms = *ms;
+    }
+  }
+  return c;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr)
+    return Status::InvalidArgument("config file " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  return ParseConfig(text, path);
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,401 @@
+// The data path: open handles, per-inode dirty chunk buffers, chunk sealing, reads through the
+// decoded-chunk cache.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <zstd.h>
+
+#include <cstring>
+
+#include "base/logging.h"
+#include "crypto/crypto.h"
+#include "fs/chunk_cache.h"
+#include "fs/filesystem.h"
+#include "fs/records.h"
+#include "journal/journal.h"
+#include "meta/meta_store.h"
+#include "meta/ops.h"
+
+namespace strata::fs {
+namespace {
+
+// Past this a file offset is EFBIG: 2^44 chunks is more than any tier will hold.
+constexpr uint64_t kMaxFileSize = uint64_t{1} << 56;
+// Per-file cap on buffered chunks before they are written out.
+constexpr size_t kMaxDirtyChunksPerFile = 64;
+
+struct ZstdContexts {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+  }
+};
+ZstdContexts& Zstd() {
+  thread_local ZstdContexts z;
+  return z;
+}
+
+}  // namespace
+
+std::shared_ptr<Filesystem::OpenInode> Filesystem::GetOpen(uint64_t ino) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = open_.find(ino);
+  return it == open_.end() ? nullptr : it->second;
+}
+
+Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  uint64_t fh;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
+    if (!row) return Status::Posix(ENOENT);
+    if (S_ISDIR(row->mode) && writable) return Status::Posix(EISDIR);
+    if (writable) RETURN_IF_ERROR(CheckWritable());
+    auto& f = open_[ino];
+    if (!f) {
+      f = std::make_shared<OpenInode>();
+      f->size = row->size;
+      f->persisted_size = row->size;
+      f->mtime = row->mtime;
+    }
+    f->open_count++;
+    fh = next_fh_++;
+    handles_[fh] = Handle{ino, flags};
+  }
+  if ((flags & O_TRUNC) && writable) {
+    SetAttrRequest req;
+    req.size = 0;
+    auto r = SetAttr(ino, req, Caller{});
+    if (!r.ok()) {
+      Release(ino, fh).IgnoreError();
+      return r.status();
+    }
+  }
+  return fh;
+}
+
+Result<std::pair<Attr, uint64_t>> Filesystem::Create(uint64_t parent, const std::string& name,
+                                                     uint32_t mode, int flags,
+                                                     const Caller& caller) {
+  Result<Attr> a = Status::Posix(EIO);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    a = CreateNode(parent, name, S_IFREG | (mode & 07777), 0, {}, caller);
+  }
+  if (!a.ok()) {
+    if (a.status().ToErrno() != EEXIST || (flags & O_EXCL)) return a.status();
+    a = Lookup(parent, name);  // lost a race with another creator: open the existing file
+    if (!a.ok()) return a.status();
+    if (S_ISDIR(a->mode)) {
+      Forget(a->ino, 1);
+      return Status::Posix(EISDIR);
+    }
+  } else {
+    flags &= ~O_TRUNC;
+  }
+  auto fh = Open(a->ino, flags);
+  if (!fh.ok()) {
+    Forget(a->ino, 1);
+    return fh.status();
+  }
+  ASSIGN_OR_RETURN(Attr now, GetAttr(a->ino));
+  return std::make_pair(now, *fh);
+}
+
+Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
+                                                                 const meta::ChunkRow& c) {
+  if (auto hit = cache_->Get(ino, c.index, c.version)) return hit;
+  std::string payload;
+  journal::Location loc{c.segment, c.offset, c.stored_len};
+  Status s = journal_->Read(loc, &payload);
+  ChunkHeader expect, got;
+  expect.ino = ino;
+  expect.index = c.index;
+  expect.version = c.version;
+  std::string body;
+  if (s.ok()) s = codec_->OpenChunk(payload, expect, &got, &body);
+  auto data = std::make_shared<std::string>();
+  if (s.ok()) {
+    if (got.compressed) {
+      data->resize(got.logical_len);
+      size_t n =
+          ZSTD_decompressDCtx(Zstd().d, data->data(), data->size(), body.data(), body.size());
+      if (ZSTD_isError(n) || n != got.logical_len)
+        s = Status::Corruption("chunk does not decompress to its recorded length");
+    } else if (body.size() != got.logical_len) {
+      s = Status::Corruption("raw chunk length differs from its recorded length");
+    } else {
+      *data = std::move(body);
+    }
+  }
+  if (!s.ok()) {
+    if (s.IsCorruption())
+      log::Alert(
+          "filesystem {}: inode {} chunk {} (segment {} offset {}) failed its integrity "
+          "check: {}",
+          sb_.name, ino, c.index, c.segment, c.offset, s.message());
+    return s;
+  }
+  std::shared_ptr<const std::string> out = std::move(data);
+  cache_->Put(ino, c.index, c.version, out);
+  return out;
+}
+
+Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n,
+                                   char* buf) {
+  std::optional<meta::ChunkRow> row;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(row, meta_->GetChunk(ino, index));
+  }
+  if (!row) {
+    std::memset(buf, 0, n);
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(auto data, LoadChunk(ino, *row));
+  uint64_t valid = std::min<uint64_t>(row->logical_len, data->size());
+  size_t have = off < valid ? static_cast<size_t>(std::min<uint64_t>(n, valid - off)) : 0;
+  if (have > 0) std::memcpy(buf, data->data() + off, have);
+  if (have < n) std::memset(buf + have, 0, n - have);
+  return Status::OK();
+}
+
+Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
+                                char* buf) {
+  auto f = GetOpen(ino);
+  if (!f) return Status::Posix(EBADF);
+  const uint64_t cs = sb_.chunk_size;
+  struct Part {
+    uint64_t index, off;
+    size_t n, pos;
+  };
+  std::vector<Part> stored;
+  size_t n;
+  {
+    std::lock_guard<std::mutex> fl(f->mu);
+    uint64_t fsize = f->size;
+    if (offset >= fsize) return size_t{0};
+    n = static_cast<size_t>(std::min<uint64_t>(size, fsize - offset));
+    size_t pos = 0;
+    while (pos < n) {
+      uint64_t at = offset + pos;
+      uint64_t idx = at / cs, in = at % cs;
+      size_t part = static_cast<size_t>(std::min<uint64_t>(cs - in, n - pos));
+      auto it = f->dirty.find(idx);
+      if (it != f->dirty.end()) {
+        std::memcpy(buf + pos, it->second.data.data() + in, part);
+      } else {
+        stored.push_back(Part{idx, in, part, pos});
+      }
+      pos += part;
+    }
+  }
+  for (const Part& p : stored)
+    RETURN_IF_ERROR(ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos));
+  return n;
+}
+
+Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
+                                 std::string_view data) {
+  int flags = 0;
+  std::shared_ptr<OpenInode> f;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto h = handles_.find(fh);
+    if (h == handles_.end() || h->second.ino != ino) return Status::Posix(EBADF);
+    flags = h->second.flags;
+    auto it = open_.find(ino);
+    if (it == open_.end()) return Status::Posix(EBADF);
+    f = it->second;
+  }
+  const uint64_t cs = sb_.chunk_size;
+  std::lock_guard<std::mutex> fl(f->mu);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(CheckWritable());
+  }
+  if (flags & O_APPEND) offset = f->size;
+  if (data.empty()) return size_t{0};
+  if (offset + data.size() > kMaxFileSize || offset + data.size() < offset)
+    return Status::Posix(EFBIG);
+  size_t pos = 0;
+  std::vector<uint64_t> full;
+  while (pos < data.size()) {
+    uint64_t at = offset + pos;
+    uint64_t idx = at / cs, in = at % cs;
+    size_t part = static_cast<size_t>(std::min<uint64_t>(cs - in, data.size() - pos));
+    auto it = f->dirty.find(idx);
+    if (it == f->dirty.end()) {
+      DirtyChunk c;
+      c.data.resize(cs);
+      c.since = Now();
+      bool covers = in == 0 && part == cs;
+      if (!covers) {
+        if (idx * cs < f->persisted_size) {
+          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data()));
+          // Bytes past the current size are zeros even if an older, longer chunk had data.
+          if (f->size < (idx + 1) * cs && f->size > idx * cs)
+            std::memset(c.data.data() + (f->size - idx * cs), 0, (idx + 1) * cs - f->size);
+        }
+      }
+      it = f->dirty.emplace(idx, std::move(c)).first;
+      f->dirty_bytes += cs;
+      dirty_bytes_ += static_cast<int64_t>(cs);
+    }
+    std::memcpy(it->second.data.data() + in, data.data() + pos, part);
+    if (in + part == cs) full.push_back(idx);
+    pos += part;
+  }
+  if (offset + data.size() > f->size) f->size = offset + data.size();
+  f->mtime = Now();
+  for (uint64_t idx : full) RETURN_IF_ERROR(FlushChunk(ino, f.get(), idx));
+  if (f->dirty.size() > kMaxDirtyChunksPerFile ||
+      dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes))
+    RETURN_IF_ERROR(FlushAll(ino, f.get()));
+  return data.size();
+}
+
+Status Filesystem::FlushChunk(uint64_t ino, OpenInode* f, uint64_t index) {
+  auto it = f->dirty.find(index);
+  if (it == f->dirty.end()) return Status::OK();
+  const uint64_t cs = sb_.chunk_size;
+  DirtyChunk chunk = std::move(it->second);
+  f->dirty.erase(it);
+  f->dirty_bytes -= cs;
+  dirty_bytes_ -= static_cast<int64_t>(cs);
+  uint64_t start = index * cs;
+  if (start >= f->size) return Status::OK();  // cut off by a truncate
+  uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(cs, f->size - start));
+
+  ChunkHeader h;
+  h.ino = ino;
+  h.index = index;
+  h.logical_len = len;
+  h.file_size = std::max<uint64_t>(f->persisted_size, start + len);
+  h.mtime = f->mtime;
+  std::string compressed;
+  std::string_view body(chunk.data.data(), len);
+  if (sb_.compression_level > 0) {
+    compressed.resize(ZSTD_compressBound(len));
+    size_t n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(),
+                                 body.size(), sb_.compression_level);
+    if (!ZSTD_isError(n) && n < len) {
+      compressed.resize(n);
+      body = compressed;
+      h.compressed = true;
+    }
+  }
+  std::string payload;
+  RETURN_IF_ERROR(codec_->SealChunk(&h, body, &payload));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(CheckWritable());
+    uint64_t lsn;
+    journal::Location loc;
+    RETURN_IF_ERROR(journal_->Append(journal::RecordType::kData, payload, &lsn, &loc));
+    meta::Op op;
+    op.kind = meta::OpKind::kChunk;
+    op.ino = ino;
+    op.chunk_index = index;
+    op.version = h.version;
+    op.logical_len = len;
+    op.size = h.file_size;
+    op.mtime = h.mtime;
+    op.segment = loc.segment;
+    op.offset = loc.offset;
+    op.stored_len = loc.length;
+    Status s = meta_->Apply(op, lsn);
+    if (!s.ok()) {
+      failed_ = Status::Aborted("metadata database failed: " + s.ToString() + "; remount");
+      meta_->Rollback();
+      return s;
+    }
+  }
+  f->persisted_size = h.file_size;
+  chunk.data.resize(len);
+  cache_->Put(ino, index, h.version, std::make_shared<const std::string>(std::move(chunk.data)));
+  return Status::OK();
+}
+
+Status Filesystem::FlushAll(uint64_t ino, OpenInode* f) {
+  while (!f->dirty.empty()) RETURN_IF_ERROR(FlushChunk(ino, f, f->dirty.begin()->first));
+  return Status::OK();
+}
+
+Status Filesystem::FlushOlderThan(int64_t deadline) {
+  std::vector<std::pair<uint64_t, std::shared_ptr<OpenInode>>> open;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    open.assign(open_.begin(), open_.end());
+  }
+  for (auto& [ino, f] : open) {
+    std::lock_guard<std::mutex> fl(f->mu);
+    std::vector<uint64_t> old;
+    for (auto& [idx, c] : f->dirty)
+      if (c.since <= deadline) old.push_back(idx);
+    for (uint64_t idx : old) RETURN_IF_ERROR(FlushChunk(ino, f.get(), idx));
+  }
+  return Status::OK();
+}
+
+Status Filesystem::Flush(uint64_t ino, uint64_t fh) {
+  auto f = GetOpen(ino);
+  if (!f) return Status::OK();
+  std::lock_guard<std::mutex> fl(f->mu);
+  return FlushAll(ino, f.get());
+}
+
+Status Filesystem::Release(uint64_t ino, uint64_t fh) {
+  Status s;
+  auto f = GetOpen(ino);
+  if (f) {
+    std::lock_guard<std::mutex> fl(f->mu);
+    s = FlushAll(ino, f.get());
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  handles_.erase(fh);
+  auto it = open_.find(ino);
+  if (it != open_.end() && --it->second->open_count == 0) {
+    open_.erase(it);
+    if (!read_only_ && CheckWritable().ok()) {
+      Status d = MaybeDeleteLocked(ino);
+      if (s.ok()) s = d;
+    }
+  }
+  return s;
+}
+
+Status Filesystem::Fsync(uint64_t ino, bool datasync) {
+  if (read_only_) return Status::OK();
+  if (auto f = GetOpen(ino)) {
+    std::lock_guard<std::mutex> fl(f->mu);
+    RETURN_IF_ERROR(FlushAll(ino, f.get()));
+  }
+  return journal_->Sync(journal_->LastLsn());
+}
+
+Status Filesystem::Fallocate(uint64_t ino, uint64_t fh, int mode, uint64_t offset,
+                             uint64_t length) {
+  if (mode & ~FALLOC_FL_KEEP_SIZE) return Status::Posix(EOPNOTSUPP);
+  if (length == 0) return Status::Posix(EINVAL);
+  if (offset + length > kMaxFileSize || offset + length < offset) return Status::Posix(EFBIG);
+  if (mode & FALLOC_FL_KEEP_SIZE) return Status::OK();  // nothing to reserve: chunks are sealed
+  auto f = GetOpen(ino);
+  uint64_t size;
+  if (f) {
+    size = f->size;
+  } else {
+    ASSIGN_OR_RETURN(Attr a, GetAttr(ino));
+    size = a.size;
+  }
+  if (offset + length <= size) return Status::OK();
+  SetAttrRequest req;
+  req.size = offset + length;
+  req.mtime = SetAttrRequest::kNow;
+  auto r = SetAttr(ino, req, Caller{});
+  return r.status();
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,341 @@
+// Filesystem lifecycle: mkfs, open (key check, lock, epoch bump, replay), the committer
+// thread, shutdown, and the journal-then-database path every change takes.
+#include "fs/filesystem.h"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "base/logging.h"
+#include "crypto/crypto.h"
+#include "fs/chunk_cache.h"
+#include "fs/records.h"
+#include "journal/journal.h"
+#include "meta/meta_store.h"
+#include "meta/ops.h"
+
+namespace strata::fs {
+namespace {
+
+std::string SuperblockPath(const Config& c) { return JoinPath(c.hot_path, "superblock"); }
+std::string KeyringPath(const Config& c) { return JoinPath(c.hot_path, "keyring"); }
+std::string LockPath(const Config& c) { return JoinPath(c.hot_path, "lock"); }
+std::string JournalDir(const Config& c) { return JoinPath(c.hot_path, "journal"); }
+std::string MetaPath(const Config& c) { return JoinPath(c.hot_path, "meta.db"); }
+
+Status CheckHotDir(const Config& c) {
+  struct stat st;
+  if (::stat(c.hot_path.c_str(), &st) != 0)
+    return Status::InvalidArgument(c.source + ": [tiers.hot] path " + c.hot_path + ": " +
+                                   std::strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return Status::InvalidArgument(c.source + ": [tiers.hot] path " + c.hot_path +
+                                   " is not a directory");
+  return Status::OK();
+}
+
+Result<std::unique_ptr<journal::Journal>> OpenJournal(const Config& c, Env* env,
+                                                      const Superblock& sb, bool read_only) {
+  journal::Options o;
+  o.env = env;
+  o.dir = JournalDir(c);
+  o.fs_uuid = sb.uuid;
+  o.segment_size = sb.segment_size;
+  o.read_only = read_only;
+  return journal::Journal::Open(o);
+}
+
+}  // namespace
+
+Filesystem::Filesystem(const Config& config, Env* env) : config_(config), env_(env) {}
+
+Filesystem::~Filesystem() {
+  Status s = Shutdown();
+  if (!s.ok()) log::Error("shutdown of filesystem {}: {}", sb_.name, s.ToString());
+}
+
+Status Filesystem::Mkfs(const Config& c, Env* env) {
+  RETURN_IF_ERROR(CheckHotDir(c));
+  ASSIGN_OR_RETURN(auto entries, env->ListDir(c.hot_path));
+  ASSIGN_OR_RETURN(bool has_sb, env->FileExists(SuperblockPath(c)));
+  if (has_sb)
+    return Status::InvalidArgument("hot tier " + c.hot_path +
+                                   " already holds a strata filesystem; mkfs refuses to "
+                                   "overwrite it");
+  if (!entries.empty())
+    return Status::InvalidArgument("hot tier " + c.hot_path + " is not empty (" +
+                                   std::to_string(entries.size()) +
+                                   " entries); mkfs needs an empty directory");
+  ASSIGN_OR_RETURN(crypto::SecretBytes kek, crypto::LoadKeyFile(c.key_file));
+
+  Superblock sb;
+  {
+    crypto::SecretBytes r = crypto::SecretBytes::Random(16);
+    std::copy(r.data(), r.data() + 16, sb.uuid.begin());
+  }
+  sb.chunk_size = c.chunk_size;
+  sb.segment_size = c.segment_size;
+  sb.compression_level = c.compression_level;
+  sb.epoch = 1;
+  sb.name = c.name;
+  crypto::SecretBytes master;
+  ASSIGN_OR_RETURN(std::string keyring, crypto::CreateKeyring(kek, sb.uuid, &master));
+  auto keys = crypto::FsKeys::FromMaster(master);
+  crypto::NonceSequence nonces(sb.epoch);
+  RecordCodec codec(&keys->aead(), &nonces, sb.uuid);
+
+  RETURN_IF_ERROR(WriteFileAtomically(env, KeyringPath(c), keyring));
+  RETURN_IF_ERROR(env->CreateDir(JournalDir(c)));
+  RETURN_IF_ERROR(env->SyncDir(c.hot_path));
+  ASSIGN_OR_RETURN(auto journal, OpenJournal(c, env, sb, false));
+  ASSIGN_OR_RETURN(auto meta, meta::MetaStore::Open(MetaPath(c), sb.chunk_size, true, false));
+
+  meta::Op root;
+  root.kind = meta::OpKind::kCreate;
+  root.ino = kRootIno;
+  root.mode = S_IFDIR | 0755;
+  root.ctime = env->NowNanos();
+  std::string payload;
+  RETURN_IF_ERROR(codec.SealMeta(meta::EncodeOp(root), &payload));
+  uint64_t lsn;
+  journal::Location loc;
+  RETURN_IF_ERROR(journal->Append(journal::RecordType::kMeta, payload, &lsn, &loc));
+  RETURN_IF_ERROR(journal->Sync(lsn));
+  RETURN_IF_ERROR(meta->Apply(root, lsn));
+  RETURN_IF_ERROR(meta->Commit());
+  RETURN_IF_ERROR(env->SyncDir(c.hot_path));
+  // The superblock is written last: its presence says mkfs completed.
+  return WriteSuperblock(env, SuperblockPath(c), sb);
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::Open(const Config& config, Env* env,
+                                                     const OpenOptions& options) {
+  std::unique_ptr<Filesystem> fs(new Filesystem(config, env));
+  RETURN_IF_ERROR(fs->OpenInternal(options));
+  return fs;
+}
+
+Status Filesystem::OpenInternal(const OpenOptions& options) {
+  const Config& c = config_;
+  read_only_ = options.read_only;
+  RETURN_IF_ERROR(CheckHotDir(c));
+  ASSIGN_OR_RETURN(bool has_sb, env_->FileExists(SuperblockPath(c)));
+  if (!has_sb)
+    return Status::InvalidArgument("hot tier " + c.hot_path +
+                                   " holds no strata filesystem (run strata mkfs first)");
+  ASSIGN_OR_RETURN(sb_, ReadSuperblock(env_, SuperblockPath(c)));
+  if (sb_.name != c.name)
+    return Status::InvalidArgument(c.source + ": filesystem name '" + c.name + "' but " +
+                                   c.hot_path + " holds filesystem '" + sb_.name + "'");
+  auto lock = env_->LockFile(LockPath(c));
+  const int64_t deadline = env_->NowNanos() + options.lock_wait_ms * 1000000;
+  while (!lock.ok() && lock.status().IsBusy() && env_->NowNanos() < deadline) {
+    ::usleep(20000);  // the holder is exiting; it gives no notification we could wait on
+    lock = env_->LockFile(LockPath(c));
+  }
+  if (!lock.ok()) {
+    if (lock.status().IsBusy())
+      return Status::Busy("filesystem '" + sb_.name + "' at " + c.hot_path +
+                          " is already mounted or in use by another strata process");
+    return lock.status();
+  }
+  lock_ = std::move(lock).value();
+
+  ASSIGN_OR_RETURN(crypto::SecretBytes kek, crypto::LoadKeyFile(c.key_file));
+  ASSIGN_OR_RETURN(std::string keyring, ReadWholeFile(env_, KeyringPath(c)));
+  std::array<unsigned char, 16> ring_uuid{};
+  auto master = crypto::OpenKeyring(kek, keyring, &ring_uuid);
+  if (!master.ok())
+    return master.status().WithContext("key file " + c.key_file + " for filesystem '" + sb_.name +
+                                       "'");
+  if (ring_uuid != sb_.uuid)
+    return Status::Corruption(KeyringPath(c) + " belongs to another filesystem");
+  keys_ = crypto::FsKeys::FromMaster(master.value());
+
+  if (c.chunk_size != sb_.chunk_size || c.segment_size != sb_.segment_size)
+    log::Warn("{}: chunk_size/segment_size are fixed at mkfs; using {} / {} from the superblock",
+              c.source, sb_.chunk_size, sb_.segment_size);
+  sb_.compression_level = c.compression_level;
+  if (!read_only_) {
+    // A new writer epoch, durable before the first seal: nonces never repeat.
+    sb_.epoch++;
+    RETURN_IF_ERROR(WriteSuperblock(env_, SuperblockPath(c), sb_));
+  }
+  nonces_ = std::make_unique<crypto::NonceSequence>(sb_.epoch);
+  codec_ = std::make_unique<RecordCodec>(&keys_->aead(), nonces_.get(), sb_.uuid);
+  cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes);
+  ASSIGN_OR_RETURN(journal_, OpenJournal(c, env_, sb_, read_only_));
+  ASSIGN_OR_RETURN(meta_, meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, read_only_));
+  RETURN_IF_ERROR(Replay());
+  if (!read_only_) RETURN_IF_ERROR(CleanOrphans());
+  return Status::OK();
+}
+
+Status Filesystem::Replay() {
+  replayed_from_ = meta_->applied_lsn();
+  uint64_t count = 0;
+  Status s = journal_->Replay(replayed_from_, [&](const journal::Record& r) -> Status {
+    meta::Op op;
+    if (r.type == journal::RecordType::kMeta) {
+      std::string plain;
+      RETURN_IF_ERROR(codec_->OpenMeta(r.payload, &plain)
+                          .WithContext("metadata record LSN " + std::to_string(r.lsn)));
+      RETURN_IF_ERROR(meta::DecodeOp(plain, &op));
+    } else if (r.type == journal::RecordType::kData) {
+      ChunkHeader h;
+      RETURN_IF_ERROR(RecordCodec::ParseChunkHeader(r.payload, &h)
+                          .WithContext("data record LSN " + std::to_string(r.lsn)));
+      op.kind = meta::OpKind::kChunk;
+      op.ino = h.ino;
+      op.chunk_index = h.index;
+      op.version = h.version;
+      op.logical_len = h.logical_len;
+      op.size = h.file_size;
+      op.mtime = h.mtime;
+      op.segment = r.loc.segment;
+      op.offset = r.loc.offset;
+      op.stored_len = r.loc.length;
+    } else {
+      return Status::OK();
+    }
+    count++;
+    return meta_->Apply(op, r.lsn);
+  });
+  if (!s.ok()) {
+    meta_->Rollback();
+    return s.WithContext("replaying the journal of '" + sb_.name + "'");
+  }
+  replayed_records_ = count;
+  if (count > 0) {
+    log::Info("filesystem {}: replayed {} journal records after LSN {}", sb_.name, count,
+              replayed_from_);
+    if (!read_only_) RETURN_IF_ERROR(meta_->Commit());
+  }
+  return Status::OK();
+}
+
+Status Filesystem::CleanOrphans() {
+  std::lock_guard<std::mutex> l(mu_);
+  ASSIGN_OR_RETURN(auto orphans, meta_->Orphans());
+  for (uint64_t ino : orphans) {
+    meta::Op op;
+    op.kind = meta::OpKind::kDeleteInode;
+    op.ino = ino;
+    RETURN_IF_ERROR(LogLocked(op));
+  }
+  if (!orphans.empty())
+    log::Info("filesystem {}: removed {} files unlinked while open", sb_.name, orphans.size());
+  return Status::OK();
+}
+
+Status Filesystem::Start() {
+  if (read_only_) return Status::OK();
+  committer_ = std::thread([this] { CommitterLoop(); });
+  return Status::OK();
+}
+
+void Filesystem::CommitterLoop() {
+  std::unique_lock<std::mutex> l(committer_mu_);
+  while (!stopping_) {
+    committer_cv_.wait_for(l, std::chrono::milliseconds(config_.commit_interval_ms));
+    if (stopping_) break;
+    l.unlock();
+    Status s = FlushOlderThan(Now() - config_.commit_interval_ms * 1000000);
+    if (s.ok()) s = SyncAndCommit();
+    if (!s.ok()) log::Error("filesystem {}: background commit: {}", sb_.name, s.ToString());
+    l.lock();
+  }
+}
+
+Status Filesystem::SyncAndCommit() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (read_only_) return Status::OK();
+  RETURN_IF_ERROR(failed_);
+  uint64_t last = journal_->LastLsn();
+  // The database must never run ahead of the durable journal: sync first, then commit.
+  Status s = journal_->Sync(last);
+  if (!s.ok()) {
+    meta_->Rollback();
+    return s;
+  }
+  return meta_->Commit();
+}
+
+Status Filesystem::Shutdown() {
+  if (shut_down_) return Status::OK();
+  shut_down_ = true;
+  {
+    std::lock_guard<std::mutex> l(committer_mu_);
+    stopping_ = true;
+  }
+  committer_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+  if (!meta_ || !journal_) return Status::OK();
+  Status first;
+  if (!read_only_) {
+    std::vector<std::pair<uint64_t, std::shared_ptr<OpenInode>>> open;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      open.assign(open_.begin(), open_.end());
+    }
+    for (auto& [ino, f] : open) {
+      std::lock_guard<std::mutex> fl(f->mu);
+      Status s = FlushAll(ino, f.get());
+      if (first.ok()) first = s;
+    }
+    Status s = SyncAndCommit();
+    if (first.ok()) first = s;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!read_only_ && first.ok()) meta_->Checkpoint().IgnoreError();
+    meta_.reset();
+  }
+  journal_.reset();
+  lock_.reset();
+  return first;
+}
+
+Status Filesystem::CheckWritable() const {
+  if (read_only_) return Status::Posix(EROFS);
+  RETURN_IF_ERROR(failed_);
+  return journal_->error();
+}
+
+Status Filesystem::LogLocked(meta::Op& op) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::string payload;
+  RETURN_IF_ERROR(codec_->SealMeta(meta::EncodeOp(op), &payload));
+  uint64_t lsn;
+  journal::Location loc;
+  RETURN_IF_ERROR(journal_->Append(journal::RecordType::kMeta, payload, &lsn, &loc));
+  Status s = meta_->Apply(op, lsn);
+  if (!s.ok()) {
+    // The journal holds a change the database could not take: stop writing; a remount
+    // replays the journal into a fresh transaction.
+    failed_ = Status::Aborted("metadata database failed: " + s.ToString() + "; remount");
+    log::Error("filesystem {}: {}", sb_.name, failed_.ToString());
+    meta_->Rollback();
+  }
+  return s;
+}
+
+Result<FsStats> Filesystem::StatFs() {
+  struct statvfs v;
+  if (::statvfs(config_.hot_path.c_str(), &v) != 0)
+    return Status::IOError("statfs " + config_.hot_path, errno);
+  FsStats st;
+  st.block_size = 4096;
+  uint64_t total = uint64_t{v.f_blocks} * v.f_frsize;
+  uint64_t avail = uint64_t{v.f_bavail} * v.f_frsize;
+  uint64_t free_bytes = uint64_t{v.f_bfree} * v.f_frsize;
+  st.blocks = total / st.block_size;
+  st.blocks_free = free_bytes / st.block_size;
+  st.blocks_avail = avail / st.block_size;
+  std::lock_guard<std::mutex> l(mu_);
+  meta::Totals t = meta_->totals();
+  st.files = t.inodes + (uint64_t{1} << 32);
+  st.files_free = uint64_t{1} << 32;
+  return st;
+}
+
+}  // namespace strata::fs

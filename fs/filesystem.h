@@ -1,0 +1,248 @@
+// Filesystem: the strata filesystem model. Everything the FUSE glue and the CLI do goes
+// through here; it includes no libfuse header, so tests and fsck open a filesystem without
+// mounting it.
+//
+// Every change is one journal record (sealed with AES-256-GCM) followed by the same op
+// applied to the SQLite view, both under mu_. File data is buffered per open inode in
+// chunk-sized dirty buffers and written as sealed, zstd-compressed kData records when a chunk
+// fills, on flush/fsync, under memory pressure, or after commit_interval.
+//
+// Lock order: OpenInode::mu (per inode, data) -> mu_ (metadata) -> journal internals.
+// No lock is held across a FUSE reply (the glue replies after these calls return).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/env.h"
+#include "base/status.h"
+#include "fs/config.h"
+#include "fs/superblock.h"
+
+namespace strata::crypto {
+class FsKeys;
+class NonceSequence;
+}  // namespace strata::crypto
+namespace strata::journal {
+class Journal;
+struct Location;
+}  // namespace strata::journal
+namespace strata::meta {
+class MetaStore;
+struct Op;
+struct InodeRow;
+struct ChunkRow;
+}  // namespace strata::meta
+
+namespace strata::fs {
+
+class ChunkCache;
+class RecordCodec;
+
+inline constexpr uint64_t kRootIno = 1;
+inline constexpr size_t kMaxNameLen = 255;
+
+struct Attr {
+  uint64_t ino = 0;
+  uint32_t mode = 0, nlink = 0, uid = 0, gid = 0;
+  uint64_t rdev = 0, size = 0, blocks = 0;
+  int64_t atime = 0, mtime = 0, ctime = 0, btime = 0;  // ns since the epoch
+  uint64_t generation = 0;
+};
+
+// The caller of an operation (from the FUSE request).
+struct Caller {
+  uint32_t uid = 0, gid = 0;
+};
+
+struct SetAttrRequest {
+  std::optional<uint32_t> mode, uid, gid;
+  std::optional<uint64_t> size;
+  // For times: nullopt = leave; kNow = current time.
+  static constexpr int64_t kNow = INT64_MIN;
+  std::optional<int64_t> atime, mtime;
+  std::optional<int64_t> ctime;  // explicit ctime (rare)
+  uint64_t fh = 0;               // open handle when called via ftruncate/futimens
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // type bits
+  uint64_t next_offset = 0;
+};
+
+struct FsStats {
+  uint64_t block_size = 4096;
+  uint64_t blocks = 0, blocks_free = 0, blocks_avail = 0;
+  uint64_t files = 0, files_free = 0;
+  uint64_t name_max = kMaxNameLen;
+};
+
+struct OpenOptions {
+  bool read_only = false;
+  // How long to wait for the filesystem lock. A daemon that was just unmounted is still
+  // flushing and committing; the CLI waits for it when no mount of this filesystem is active.
+  int64_t lock_wait_ms = 0;
+};
+
+class Filesystem {
+ public:
+  // Creates a new filesystem: refuses if the hot path is missing, not a directory, not empty,
+  // or the key file is bad. Nothing is changed on any refusal.
+  static Status Mkfs(const Config& config, Env* env);
+  // Opens the filesystem: checks the key, takes the lock (Busy if mounted elsewhere), bumps the
+  // writer epoch, replays the journal after the applied LSN.
+  static Result<std::unique_ptr<Filesystem>> Open(const Config& config, Env* env,
+                                                  const OpenOptions& options = {});
+  ~Filesystem();
+
+  // Starts the background committer. Separate from Open so the CLI can daemonise (fork)
+  // between the two.
+  Status Start();
+  // Flushes all dirty data, makes the journal durable, commits the metadata, checkpoints the
+  // database. Called at unmount; also by the destructor.
+  Status Shutdown();
+
+  // --- namespace -------------------------------------------------------------------------
+  // Lookups count references (the FUSE lookup count): every successful Lookup/Create/Mknod/
+  // Mkdir/Symlink/Link adds one; Forget subtracts.
+  Result<Attr> Lookup(uint64_t parent, const std::string& name);
+  void Forget(uint64_t ino, uint64_t nlookup);
+  // Counts one more reference for an inode handed out by ReadDir (readdirplus).
+  void AddLookup(uint64_t ino);
+  Result<Attr> GetAttr(uint64_t ino);
+  Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& caller);
+  Result<Attr> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                     const Caller& caller);
+  Result<Attr> Mkdir(uint64_t parent, const std::string& name, uint32_t mode, const Caller& caller);
+  Result<Attr> Symlink(uint64_t parent, const std::string& name, const std::string& target,
+                       const Caller& caller);
+  Result<Attr> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
+  Status Unlink(uint64_t parent, const std::string& name);
+  Status Rmdir(uint64_t parent, const std::string& name);
+  // flags: RENAME_NOREPLACE, RENAME_EXCHANGE.
+  Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                const std::string& new_name, unsigned flags);
+  Result<std::string> Readlink(uint64_t ino);
+  // Entries after `offset` (0 = start; "." and ".." come first), until `fn` returns false.
+  Status ReadDir(uint64_t ino, uint64_t offset, const std::function<bool(const DirEntry&)>& fn);
+  Result<FsStats> StatFs();
+
+  // --- files -------------------------------------------------------------------------------
+  // Returns a handle. flags are the open(2) flags (O_APPEND, O_TRUNC are honoured here).
+  Result<uint64_t> Open(uint64_t ino, int flags);
+  Result<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, uint32_t mode,
+                                           int flags, const Caller& caller);
+  Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf);
+  Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t offset, std::string_view data);
+  Status Flush(uint64_t ino, uint64_t fh);
+  Status Release(uint64_t ino, uint64_t fh);
+  // Returns when all data and metadata of the filesystem up to now is durable.
+  Status Fsync(uint64_t ino, bool datasync);
+  Status Fallocate(uint64_t ino, uint64_t fh, int mode, uint64_t offset, uint64_t length);
+
+  // --- xattrs (values are sealed, names SIV-encrypted) --------------------------------------
+  Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags);
+  Result<std::string> GetXattr(uint64_t ino, const std::string& name);
+  Result<std::vector<std::string>> ListXattr(uint64_t ino);
+  Status RemoveXattr(uint64_t ino, const std::string& name);
+
+  const Superblock& superblock() const { return sb_; }
+  uint64_t applied_lsn_at_open() const { return replayed_from_; }
+  uint64_t replayed_records() const { return replayed_records_; }
+  bool read_only() const { return read_only_; }
+
+ private:
+  struct DirtyChunk {
+    std::string data;   // chunk_size bytes
+    int64_t since = 0;  // when it first became dirty (ns)
+  };
+  // State of an inode with open handles.
+  struct OpenInode {
+    std::mutex mu;       // guards everything below except open_count and the atomics' reads
+    int open_count = 0;  // guarded by Filesystem::mu_
+    // Written under mu; read without it by GetAttr (which holds Filesystem::mu_ and so cannot
+    // take this lock).
+    std::atomic<uint64_t> size{0};  // the file size programs see
+    std::atomic<int64_t> mtime{0};
+    std::atomic<uint64_t> dirty_bytes{0};
+    uint64_t persisted_size = 0;           // the size the journal knows
+    std::map<uint64_t, DirtyChunk> dirty;  // chunk index -> buffer
+  };
+  struct Handle {
+    uint64_t ino;
+    int flags;
+  };
+
+  Filesystem(const Config& config, Env* env);
+  Status OpenInternal(const OpenOptions& options);
+  Status Replay();
+  Status CleanOrphans();
+  void CommitterLoop();
+
+  // REQUIRES: mu_ held. Seals the op into a kMeta record, appends it, applies it.
+  Status LogLocked(meta::Op& op);
+  Status CheckWritable() const;
+  Result<Attr> AttrLocked(uint64_t ino);
+  Attr ToAttr(const meta::InodeRow& r);
+  Result<Attr> CreateNode(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                          const std::string& symlink_target, const Caller& caller);
+  Status RemoveEntry(uint64_t parent, const std::string& name, bool dir);
+  Status MaybeDeleteLocked(uint64_t ino);
+  std::string EncName(uint64_t parent, const std::string& name) const;
+  int64_t Now() const { return env_->NowNanos(); }
+
+  // Data path.
+  std::shared_ptr<OpenInode> GetOpen(uint64_t ino);
+  // REQUIRES: f->mu held.
+  Status FlushChunk(uint64_t ino, OpenInode* f, uint64_t index);
+  Status FlushAll(uint64_t ino, OpenInode* f);
+  Status FlushOlderThan(int64_t deadline);
+  Status TruncateOpen(uint64_t ino, OpenInode* f, uint64_t size);
+  // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
+  Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf);
+  Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c);
+  Status SyncAndCommit();
+
+  Config config_;
+  Env* env_;
+  Superblock sb_;
+  bool read_only_ = false;
+  std::unique_ptr<FileLock> lock_;
+  std::unique_ptr<crypto::FsKeys> keys_;
+  std::unique_ptr<crypto::NonceSequence> nonces_;
+  std::unique_ptr<journal::Journal> journal_;
+  std::unique_ptr<ChunkCache> cache_;
+  std::unique_ptr<RecordCodec> codec_;
+  uint64_t replayed_from_ = 0, replayed_records_ = 0;
+
+  std::mutex mu_;  // metadata: meta_, lookups_, open_, handles_
+  std::unique_ptr<meta::MetaStore> meta_;
+  std::unordered_map<uint64_t, uint64_t> lookups_;
+  std::unordered_map<uint64_t, std::shared_ptr<OpenInode>> open_;
+  std::unordered_map<uint64_t, Handle> handles_;
+  Status failed_;  // sticky: the database could not apply a journaled change
+  uint64_t next_fh_ = 1;
+  std::atomic<int64_t> dirty_bytes_{0};
+
+  std::mutex committer_mu_;
+  std::condition_variable committer_cv_;
+  bool stopping_ = false;
+  bool shut_down_ = false;
+  std::thread committer_;
+};
+
+}  // namespace strata::fs

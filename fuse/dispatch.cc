@@ -1,0 +1,72 @@
+#include "fuse/dispatch.h"
+
+namespace strata::fuse {
+namespace {
+// The filesystem is changed only through this mount, so the kernel may cache for a while.
+constexpr double kTimeout = 1.0;
+
+timespec ToTs(int64_t ns) {
+  timespec t;
+  t.tv_sec = ns / 1000000000;
+  t.tv_nsec = ns % 1000000000;
+  if (t.tv_nsec < 0) {
+    t.tv_nsec += 1000000000;
+    t.tv_sec -= 1;
+  }
+  return t;
+}
+}  // namespace
+
+void FillStat(const fs::Attr& a, struct stat* st) {
+  *st = {};
+  st->st_ino = a.ino;
+  st->st_mode = a.mode;
+  st->st_nlink = a.nlink;
+  st->st_uid = a.uid;
+  st->st_gid = a.gid;
+  st->st_rdev = a.rdev;
+  st->st_size = static_cast<off_t>(a.size);
+  st->st_blksize = 4096;
+  st->st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st->st_atim = ToTs(a.atime);
+  st->st_mtim = ToTs(a.mtime);
+  st->st_ctim = ToTs(a.ctime);
+}
+
+void Request::Error(const Status& s) {
+  int err = s.ToErrno();
+  if (s.code() != Status::Code::kPosix && s.code() != Status::Code::kNotFound)
+    log::Error("{} inode {}: {}", op_, ino_, s.ToString());
+  Errno(err == 0 ? EIO : err);
+}
+
+void Request::Entry(const fs::Attr& a) {
+  fuse_entry_param e{};
+  e.ino = a.ino;
+  e.generation = a.generation;
+  FillStat(a, &e.attr);
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+  replied_ = true;
+  fuse_reply_entry(req_, &e);
+}
+
+void Request::Attr(const fs::Attr& a) {
+  struct stat st;
+  FillStat(a, &st);
+  replied_ = true;
+  fuse_reply_attr(req_, &st, kTimeout);
+}
+
+void Request::Create(const fs::Attr& a, fuse_file_info* fi) {
+  fuse_entry_param e{};
+  e.ino = a.ino;
+  e.generation = a.generation;
+  FillStat(a, &e.attr);
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+  replied_ = true;
+  fuse_reply_create(req_, &e, fi);
+}
+
+}  // namespace strata::fuse

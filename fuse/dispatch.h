@@ -1,0 +1,100 @@
+// One noexcept entry wrapper for every FUSE op: runs the handler, turns a thrown exception or
+// a handler that forgot to reply into EIO, logs the op and inode, and guarantees exactly one
+// reply per request.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <exception>
+
+#include "base/logging.h"
+#include "base/status.h"
+#include "fs/filesystem.h"
+
+namespace strata::fuse {
+
+class Request {
+ public:
+  Request(fuse_req_t req, const char* op, fuse_ino_t ino) : req_(req), op_(op), ino_(ino) {}
+  fs::Filesystem* fs() const { return static_cast<fs::Filesystem*>(fuse_req_userdata(req_)); }
+  fs::Caller caller() const {
+    const fuse_ctx* c = fuse_req_ctx(req_);
+    return fs::Caller{c->uid, c->gid};
+  }
+  fuse_req_t raw() const { return req_; }
+  bool replied() const { return replied_; }
+
+  void Error(const Status& s);
+  void Errno(int err) {
+    replied_ = true;
+    fuse_reply_err(req_, err);
+  }
+  void None() {
+    replied_ = true;
+    fuse_reply_none(req_);
+  }
+  void Entry(const fs::Attr& a);
+  void Attr(const fs::Attr& a);
+  void Create(const fs::Attr& a, fuse_file_info* fi);
+  void Open(fuse_file_info* fi) {
+    replied_ = true;
+    fuse_reply_open(req_, fi);
+  }
+  void Buf(const char* data, size_t n) {
+    replied_ = true;
+    fuse_reply_buf(req_, data, n);
+  }
+  void Write(size_t n) {
+    replied_ = true;
+    fuse_reply_write(req_, n);
+  }
+  void Readlink(const std::string& target) {
+    replied_ = true;
+    fuse_reply_readlink(req_, target.c_str());
+  }
+  void Xattr(size_t n) {
+    replied_ = true;
+    fuse_reply_xattr(req_, n);
+  }
+  void Statfs(const struct statvfs* st) {
+    replied_ = true;
+    fuse_reply_statfs(req_, st);
+  }
+
+  const char* op() const { return op_; }
+  fuse_ino_t ino() const { return ino_; }
+
+ private:
+  fuse_req_t req_;
+  const char* op_;
+  fuse_ino_t ino_;
+  bool replied_ = false;
+};
+
+void FillStat(const fs::Attr& a, struct stat* st);
+
+template <typename Fn>
+void Dispatch(fuse_req_t req, const char* op, fuse_ino_t ino, Fn&& fn) noexcept {
+  Request r(req, op, ino);
+  try {
+    fn(r);
+  } catch (const std::exception& e) {
+    log::Error("{} inode {}: unexpected exception: {}", op, ino, e.what());
+  } catch (...) {
+    log::Error("{} inode {}: unexpected exception", op, ino);
+  }
+  if (!r.replied()) {
+    log::Error("{} inode {}: no reply was sent; replying EIO", op, ino);
+    fuse_reply_err(req, EIO);
+  }
+}
+
+// Fills a fuse_lowlevel_ops table; each family adds its own ops.
+void AddEntryOps(fuse_lowlevel_ops* ops);      // lookup, forget, getattr, setattr, readlink
+void AddNamespaceOps(fuse_lowlevel_ops* ops);  // mknod, mkdir, symlink, link, unlink, rename
+void AddDirOps(fuse_lowlevel_ops* ops);        // opendir, readdir(plus), releasedir, fsyncdir
+void AddFileOps(fuse_lowlevel_ops* ops);       // open, create, read, write, flush, fsync, ...
+void AddXattrOps(fuse_lowlevel_ops* ops);      // setxattr, getxattr, listxattr, removexattr
+
+}  // namespace strata::fuse

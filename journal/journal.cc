@@ -1,0 +1,806 @@
+#include "journal/journal.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "base/coding.h"
+#include "base/logging.h"
+#include "journal/format.h"
+
+namespace strata::journal {
+
+using format::kRecordHeaderSize;
+using format::kSegmentHeaderSize;
+
+// A run of whole encoded records bound for [offset, offset + data.size()) of one segment.
+// Immutable once it leaves buf_ for pending_.
+struct Journal::Chunk {
+  uint64_t segment = 0;
+  uint64_t offset = 0;
+  std::string data;
+  uint64_t last_lsn = 0;  // the highest LSN assigned when the chunk was last appended to
+  // data ends with the kSegmentEnd record: write it with an fdatasync, then create segment + 1
+  // whose first LSN is next_first_lsn.
+  bool seal = false;
+  uint64_t next_first_lsn = 0;
+};
+
+namespace {
+
+constexpr uint64_t kMinSegmentSize = 4096;
+constexpr size_t kReadAhead = 1 << 20;
+constexpr size_t kMaxReadFiles = 64;
+constexpr char kLockName[] = "LOCK";
+constexpr char kSegmentSuffix[] = ".seg";
+
+bool ParseSegmentName(const std::string& name, uint64_t* id) {
+  if (name.size() != 16 + 4 || name.compare(16, 4, kSegmentSuffix) != 0) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 16; i++) {
+    char c = name[i];
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *id = v;
+  return true;
+}
+
+// Reads the records of one segment in order: file bytes [64, file_end), then in-memory spans
+// that continue exactly where the file part ends. Checks each record's structure and CRC but
+// not its LSN (the caller knows what to expect).
+class RecordScanner {
+ public:
+  enum class Step { kRecord, kEnd, kTruncated, kBad, kIOError };
+  using Span = std::pair<uint64_t, std::string_view>;  // segment offset, bytes
+
+  RecordScanner(File* file, uint64_t file_end, std::vector<Span> spans)
+      : file_(file),
+        file_end_(file == nullptr ? kSegmentHeaderSize : file_end),
+        spans_(std::move(spans)) {
+    end_ = spans_.empty() ? file_end_ : spans_.back().first + spans_.back().second.size();
+  }
+
+  // On kRecord fills *h, *payload (valid until the next call) and *offset, the record's
+  // segment offset. On kTruncated/kBad, *offset is where the bad record starts and *why says
+  // what is wrong. On kIOError, status() says why.
+  Step Next(format::RecordHeader* h, std::string_view* payload, uint64_t* offset,
+            std::string* why) {
+    *offset = pos_;
+    if (pos_ >= end_) return Step::kEnd;
+    if (!Fill(kRecordHeaderSize)) return Failed(why, "incomplete record header");
+    const char* p = window_.data() + (pos_ - window_off_);
+    if (!format::DecodeRecordHeader(p, h)) {
+      *why = "unknown record type or nonzero reserved bytes";
+      return Step::kBad;
+    }
+    uint64_t total = kRecordHeaderSize + uint64_t{h->length};
+    if (pos_ + total > end_) {
+      *why = fmt::format("record of {} payload bytes runs past the end of the data at {}",
+                         h->length, end_);
+      return Step::kTruncated;
+    }
+    if (!Fill(total)) return Failed(why, "incomplete record");
+    std::string_view rec(window_.data() + (pos_ - window_off_), total);
+    if (!format::RecordChecksumOk(rec)) {
+      *why = "checksum mismatch";
+      return Step::kBad;
+    }
+    *payload = rec.substr(kRecordHeaderSize);
+    pos_ += total;
+    return Step::kRecord;
+  }
+
+  uint64_t pos() const { return pos_; }
+  bool AtEnd() const { return pos_ >= end_; }
+  const Status& status() const { return status_; }
+
+ private:
+  Step Failed(std::string* why, const char* what) {
+    if (!status_.ok()) return Step::kIOError;
+    *why = what;
+    return Step::kTruncated;
+  }
+
+  // Makes window_ hold at least n bytes from pos_. False at the end of the data (or when the
+  // file turned out shorter than file_end_) or on an I/O error (status_).
+  bool Fill(uint64_t n) {
+    while (window_off_ + window_.size() < pos_ + n) {
+      if (pos_ > window_off_) {
+        window_.erase(0, pos_ - window_off_);
+        window_off_ = pos_;
+      }
+      uint64_t have_end = window_off_ + window_.size();
+      if (file_ != nullptr && file_pos_ < file_end_) {
+        uint64_t want = std::min<uint64_t>(file_end_ - file_pos_,
+                                           std::max<uint64_t>(pos_ + n - have_end, kReadAhead));
+        size_t old = window_.size();
+        window_.resize(old + want);
+        size_t got = 0;
+        status_ = file_->Read(file_pos_, want, window_.data() + old, &got);
+        if (!status_.ok()) {
+          window_.resize(old);
+          return false;
+        }
+        window_.resize(old + got);
+        file_pos_ += got;
+        if (got < want) file_end_ = file_pos_;  // shorter than expected: a gap before spans_
+      } else if (span_idx_ < spans_.size() && spans_[span_idx_].first == have_end) {
+        window_.append(spans_[span_idx_++].second);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  File* file_;
+  uint64_t file_pos_ = kSegmentHeaderSize;
+  uint64_t file_end_;
+  std::vector<Span> spans_;
+  size_t span_idx_ = 0;
+  uint64_t end_ = 0;
+  std::string window_;  // bytes [window_off_, window_off_ + size)
+  uint64_t window_off_ = kSegmentHeaderSize;
+  uint64_t pos_ = kSegmentHeaderSize;
+  Status status_;
+};
+
+// The offset in `tail` (> 0) of a record with a valid checksum and LSN >= min_lsn, or 0.
+size_t FindValidRecord(std::string_view tail, uint64_t min_lsn) {
+  for (size_t p = 1; p + kRecordHeaderSize <= tail.size(); p++) {
+    format::RecordHeader h;
+    if (!format::DecodeRecordHeader(tail.data() + p, &h) || h.lsn < min_lsn) continue;
+    if (kRecordHeaderSize + uint64_t{h.length} > tail.size() - p) continue;
+    if (format::RecordChecksumOk(tail.substr(p, kRecordHeaderSize + h.length))) return p;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Journal::Journal(const Options& opts)
+    : opts_(opts),
+      env_(opts.env),
+      max_payload_(std::min<uint64_t>(opts.segment_size - format::kSegmentOverhead,
+                                      std::numeric_limits<uint32_t>::max())) {}
+
+Result<std::unique_ptr<Journal>> Journal::Open(const Options& opts) {
+  if (opts.env == nullptr) return Status::InvalidArgument("journal: Options.env is required");
+  if (opts.dir.empty()) return Status::InvalidArgument("journal: Options.dir is required");
+  if (opts.segment_size < kMinSegmentSize) {
+    return Status::InvalidArgument(fmt::format("journal {}: segment_size {} is below the minimum {}",
+                                               opts.dir, opts.segment_size, kMinSegmentSize));
+  }
+  std::unique_ptr<Journal> j(new Journal(opts));
+  if (!opts.read_only) {
+    ASSIGN_OR_RETURN(j->lock_, opts.env->LockFile(JoinPath(opts.dir, kLockName)));
+  }
+  RETURN_IF_ERROR(j->Recover());
+  return j;
+}
+
+Status Journal::Recover() {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(opts_.dir));
+  std::vector<uint64_t> ids;
+  for (const std::string& name : names) {
+    uint64_t id;
+    if (ParseSegmentName(name, &id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  if (!ids.empty() && ids.front() == 0) {
+    return Status::Corruption(SegmentPath(0) + ": segment id 0 is not valid (ids start at 1)");
+  }
+
+  const bool ro = opts_.read_only;
+  std::shared_ptr<File> last_file;
+  uint64_t removed_id = 0;
+  for (size_t i = 0; i < ids.size(); i++) {
+    const uint64_t id = ids[i];
+    const bool is_last = i + 1 == ids.size();
+    const std::string path = SegmentPath(id);
+    ASSIGN_OR_RETURN(std::unique_ptr<File> f,
+                     env_->OpenFile(path, is_last && !ro ? OpenMode::kReadWrite
+                                                         : OpenMode::kReadOnly));
+    ASSIGN_OR_RETURN(uint64_t size, f->Size());
+    std::string raw(kSegmentHeaderSize, '\0');
+    size_t got = 0;
+    RETURN_IF_ERROR(f->Read(0, raw.size(), raw.data(), &got));
+    raw.resize(got);
+    format::SegmentHeader h;
+    std::string why;
+    format::HeaderProblem problem = format::DecodeSegmentHeader(raw, &h, &why);
+    if (problem != format::HeaderProblem::kNone) {
+      // Records are written into a segment only after its header is durable, so a last
+      // segment with an incomplete header and nothing after it was being created during a
+      // crash and holds nothing: drop it. Anything else is damage for fsck to look at.
+      bool torn_create = is_last && size <= kSegmentHeaderSize && (i > 0 || id == 1) &&
+                         (problem == format::HeaderProblem::kShort ||
+                          problem == format::HeaderProblem::kBadMagic ||
+                          problem == format::HeaderProblem::kBadChecksum);
+      if (torn_create) {
+        log::Warn("journal: segment {} ({}) was being created during a crash ({}); {}", id, path,
+                  why, ro ? "ignoring it (read-only)" : "removing it");
+        if (!ro) {
+          f.reset();
+          RETURN_IF_ERROR(env_->RemoveFile(path));
+          RETURN_IF_ERROR(env_->SyncDir(opts_.dir));
+          removed_id = id;
+        }
+        break;
+      }
+      if (problem == format::HeaderProblem::kBadVersion) {
+        return Status::InvalidArgument(path + ": " + why);
+      }
+      return Status::Corruption(path + ": " + why);
+    }
+    if (h.fs_uuid != opts_.fs_uuid) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: segment belongs to filesystem {}, but this filesystem is {}", path,
+          format::UuidToString(h.fs_uuid), format::UuidToString(opts_.fs_uuid)));
+    }
+    if (h.segment_id != id) {
+      return Status::Corruption(
+          fmt::format("{}: header says segment {}, file name says {}", path, h.segment_id, id));
+    }
+    if (h.first_lsn == 0 || (!segments_.empty() && h.first_lsn <= segments_.back().first_lsn)) {
+      return Status::Corruption(fmt::format(
+          "{}: first LSN {} does not follow the previous segment's first LSN {}", path,
+          h.first_lsn, segments_.empty() ? 0 : segments_.back().first_lsn));
+    }
+    segments_.push_back({id, h.first_lsn});
+    if (is_last) last_file = std::move(f);
+  }
+
+  if (segments_.empty()) {
+    if (ro) return Status::NotFound("no journal segments in " + opts_.dir);
+    uint64_t id = removed_id != 0 ? removed_id : 1;
+    RETURN_IF_ERROR(CreateSegment(id, 1, &io_file_));
+    segments_.push_back({id, 1});
+    active_segment_ = id;
+    active_end_ = kSegmentHeaderSize;
+    log::Info("journal: created {} (segment {})", opts_.dir, id);
+  } else {
+    const SegmentInfo last = segments_.back();
+    if (last_file == nullptr) {  // the torn last segment was removed
+      ASSIGN_OR_RETURN(last_file, env_->OpenFile(SegmentPath(last.id), ro ? OpenMode::kReadOnly
+                                                                           : OpenMode::kReadWrite));
+    }
+    bool sealed = false;
+    RETURN_IF_ERROR(ScanLastSegment(last_file.get(), last.first_lsn, &sealed));
+    active_segment_ = last.id;
+    if (!ro) {
+      // What recovery found may be only in the page cache (a process crash): make it durable
+      // before anyone builds on it, and before a successor segment exists.
+      RETURN_IF_ERROR(last_file->Sync());
+      if (sealed) {
+        RETURN_IF_ERROR(CreateSegment(last.id + 1, next_lsn_, &io_file_));
+        segments_.push_back({last.id + 1, next_lsn_});
+        active_segment_ = last.id + 1;
+        active_end_ = kSegmentHeaderSize;
+      } else {
+        io_file_ = last_file;
+        if (active_end_ < opts_.segment_size) {
+          Status pa = io_file_->Preallocate(active_end_, opts_.segment_size - active_end_);
+          if (!pa.ok()) log::Warn("journal: {}", pa.ToString());
+        }
+      }
+    }
+    log::Info("journal: opened {}: {} segments, last LSN {}, active segment {}{}", opts_.dir,
+              segments_.size(), next_lsn_ - 1, active_segment_, ro ? " (read-only)" : "");
+  }
+
+  std::lock_guard<std::mutex> l(mu_);
+  io_segment_ = disk_segment_ = active_segment_;
+  written_lsn_ = durable_lsn_ = next_lsn_ - 1;
+  buf_ = NewChunkLocked();
+  return Status::OK();
+}
+
+Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
+  const uint64_t id = segments_.back().id;
+  ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  RecordScanner scanner(file, size, {});
+  uint64_t expected = first_lsn;
+  *sealed = false;
+  for (;;) {
+    format::RecordHeader h;
+    std::string_view payload;
+    uint64_t off = 0;
+    std::string why;
+    RecordScanner::Step step = scanner.Next(&h, &payload, &off, &why);
+    if (step == RecordScanner::Step::kIOError) return scanner.status();
+    if (step == RecordScanner::Step::kEnd) break;
+    if (step == RecordScanner::Step::kRecord) {
+      if (h.type == format::kTypeSegmentEnd) {
+        if (h.lsn != expected - 1 || h.length != 0) {
+          return CorruptionAt(id, off,
+                              fmt::format("segment-end record says last LSN {}, expected {}",
+                                          h.lsn, expected - 1));
+        }
+        if (!scanner.AtEnd()) {
+          return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
+        }
+        *sealed = true;
+        break;
+      }
+      if (h.lsn != expected) {
+        return CorruptionAt(id, off, fmt::format("record has LSN {}, expected {}", h.lsn, expected));
+      }
+      expected++;
+      continue;
+    }
+    // A bad or incomplete record at `off`. If any valid record follows, the damage is in the
+    // middle of the log (not a torn write): refuse, so fsck can look at it.
+    std::string tail(size - off, '\0');
+    size_t got = 0;
+    RETURN_IF_ERROR(file->Read(off, tail.size(), tail.data(), &got));
+    tail.resize(got);
+    if (size_t p = FindValidRecord(tail, expected); p != 0) {
+      return CorruptionAt(id, off,
+                          fmt::format("{}, but a valid record (LSN {}) follows at offset {}", why,
+                                      DecodeFixed64(tail.data() + p + 12), off + p));
+    }
+    log::Warn("journal: discarding the torn tail of segment {} ({}) at offset {}: {} bytes ({})",
+              id, SegmentPath(id), off, size - off, why);
+    if (!opts_.read_only) {
+      RETURN_IF_ERROR(file->Truncate(off));
+      RETURN_IF_ERROR(file->Sync());
+    }
+    break;
+  }
+  next_lsn_ = expected;
+  active_end_ = scanner.pos();
+  return Status::OK();
+}
+
+Status Journal::CreateSegment(uint64_t id, uint64_t first_lsn, std::shared_ptr<File>* out) {
+  const std::string path = SegmentPath(id);
+  ASSIGN_OR_RETURN(std::unique_ptr<File> f, env_->OpenFile(path, OpenMode::kCreateExclusive));
+  Status pa = f->Preallocate(0, opts_.segment_size);  // best effort; the writes will tell
+  if (!pa.ok()) log::Warn("journal: {}", pa.ToString());
+  format::SegmentHeader h;
+  h.fs_uuid = opts_.fs_uuid;
+  h.segment_id = id;
+  h.first_lsn = first_lsn;
+  h.created_ns = env_->NowNanos();
+  RETURN_IF_ERROR(f->WriteAndSync(0, format::EncodeSegmentHeader(h)));
+  RETURN_IF_ERROR(env_->SyncDir(opts_.dir));
+  log::Debug("journal: created segment {} (first LSN {})", id, first_lsn);
+  *out = std::move(f);
+  return Status::OK();
+}
+
+Journal::~Journal() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (io_busy_) cv_.wait(l);
+  if (opts_.read_only || !error_.ok() || buf_ == nullptr) return;
+  PushBufferLocked();
+  if (pending_.empty()) return;
+  io_busy_ = true;
+  Status s = DrainLocked(l, pending_.size(), /*sync_last=*/false);
+  io_busy_ = false;
+  if (!s.ok()) log::Error("journal {}: flushing at close failed: {}", opts_.dir, s.ToString());
+}
+
+std::shared_ptr<Journal::Chunk> Journal::NewChunkLocked() const {
+  auto c = std::make_shared<Chunk>();
+  c->segment = active_segment_;
+  c->offset = active_end_;
+  c->last_lsn = next_lsn_ - 1;
+  c->data.reserve(std::min<uint64_t>(opts_.write_buffer, opts_.segment_size));
+  return c;
+}
+
+void Journal::PushBufferLocked() {
+  if (buf_->data.empty()) return;
+  pending_bytes_ += buf_->data.size();
+  pending_.push_back(std::move(buf_));
+  buf_ = NewChunkLocked();
+}
+
+void Journal::SealLocked() {
+  format::AppendRecord(&buf_->data, format::kTypeSegmentEnd, next_lsn_ - 1, {});
+  buf_->seal = true;
+  buf_->next_first_lsn = next_lsn_;
+  PushBufferLocked();
+  active_segment_++;
+  active_end_ = kSegmentHeaderSize;
+  segments_.push_back({active_segment_, next_lsn_});
+  buf_ = NewChunkLocked();
+}
+
+void Journal::SetErrorLocked(const Status& s) {
+  if (error_.ok()) {
+    error_ = s;
+    log::Error("journal {}: {}; every later write fails until remount", opts_.dir, s.ToString());
+  }
+  cv_.notify_all();
+}
+
+Status Journal::AbortedLocked() const {
+  return Status::Aborted("journal is in a failed state after " + error_.ToString() +
+                         "; remount to recover");
+}
+
+Status Journal::Append(RecordType type, std::string_view payload, uint64_t* lsn, Location* loc) {
+  if (opts_.read_only) return Status::NotSupported("journal " + opts_.dir + " is read-only");
+  if (!format::IsUserType(static_cast<uint8_t>(type))) {
+    return Status::InvalidArgument(
+        fmt::format("journal: cannot append a record of type {}", static_cast<int>(type)));
+  }
+  if (payload.size() > max_payload_) {
+    return Status::InvalidArgument(
+        fmt::format("journal: record of {} bytes exceeds the limit of {} for segment_size {}",
+                    payload.size(), max_payload_, opts_.segment_size));
+  }
+  const uint64_t size = kRecordHeaderSize + payload.size();
+  std::unique_lock<std::mutex> l(mu_);
+  if (!error_.ok()) return AbortedLocked();
+  bool push = false;
+  if (active_end_ + size + kRecordHeaderSize > opts_.segment_size) {
+    SealLocked();
+    push = true;
+  }
+  const uint64_t n = next_lsn_++;
+  const uint64_t offset = active_end_;
+  format::AppendRecord(&buf_->data, static_cast<uint8_t>(type), n, payload);
+  buf_->last_lsn = n;
+  active_end_ += size;
+  if (lsn != nullptr) *lsn = n;
+  if (loc != nullptr) *loc = Location{active_segment_, offset, static_cast<uint32_t>(payload.size())};
+  if (buf_->data.size() >= opts_.write_buffer) {
+    PushBufferLocked();
+    push = true;
+  }
+  return push ? MaybeWriteLocked(l) : Status::OK();
+}
+
+Status Journal::MaybeWriteLocked(std::unique_lock<std::mutex>& l) {
+  // Bounds the memory held by unwritten chunks when the disk falls behind.
+  const uint64_t max_pending = std::max<uint64_t>(2 * uint64_t{opts_.write_buffer}, 1 << 20);
+  while (error_.ok() && !pending_.empty()) {
+    if (!io_busy_) {
+      io_busy_ = true;
+      Status s = DrainLocked(l, pending_.size(), /*sync_last=*/false);
+      Status r = ReleaseIoLocked(l);
+      return s.ok() ? r : s;
+    }
+    if (pending_bytes_ <= max_pending) return Status::OK();
+    cv_.wait(l);
+  }
+  return error_.ok() ? Status::OK() : AbortedLocked();
+}
+
+Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool sync_last) {
+  for (size_t i = 0; i < count; i++) {
+    std::shared_ptr<const Chunk> c = pending_.front();
+    const bool sync = c->seal || (sync_last && i + 1 == count);
+    l.unlock();
+    Status s = WriteChunk(*c, sync);
+    l.lock();
+    if (!s.ok()) {
+      SetErrorLocked(s);
+      return s;
+    }
+    pending_.pop_front();
+    pending_bytes_ -= c->data.size();
+    written_lsn_ = std::max(written_lsn_, c->last_lsn);
+    if (sync) durable_lsn_ = std::max(durable_lsn_, c->last_lsn);
+    if (c->seal) disk_segment_ = c->segment + 1;
+    cv_.notify_all();
+  }
+  return Status::OK();
+}
+
+Status Journal::ReleaseIoLocked(std::unique_lock<std::mutex>& l) {
+  // A seal queued while we held the token would otherwise wait for the next writer, leaving a
+  // segment below ActiveSegment()+1 half-written; finish every queued seal first. Checked and
+  // released under mu_, so a seal pushed later finds the token free and is written by its
+  // pusher.
+  Status s;
+  while (error_.ok()) {
+    size_t n = 0;
+    for (size_t i = 0; i < pending_.size(); i++) {
+      if (pending_[i]->seal) n = i + 1;
+    }
+    if (n == 0) break;
+    s = DrainLocked(l, n, /*sync_last=*/false);
+  }
+  io_busy_ = false;
+  cv_.notify_all();
+  return s;
+}
+
+Status Journal::WriteChunk(const Chunk& c, bool sync) {
+  if (c.segment != io_segment_ || io_file_ == nullptr) {
+    return Status::Aborted(fmt::format("journal: internal error: chunk for segment {} while {} is open",
+                                       c.segment, io_segment_));
+  }
+  RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data) : io_file_->Write(c.offset, c.data));
+  if (!c.seal) return Status::OK();
+  std::shared_ptr<File> next;
+  RETURN_IF_ERROR(CreateSegment(c.segment + 1, c.next_first_lsn, &next));
+  io_file_ = std::move(next);
+  io_segment_ = c.segment + 1;
+  return Status::OK();
+}
+
+Status Journal::Sync(uint64_t lsn) {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    if (!error_.ok()) return AbortedLocked();
+    const uint64_t target = std::min(lsn, next_lsn_ - 1);
+    if (durable_lsn_ >= target) return Status::OK();
+    if (io_busy_) {  // a leader (or a writer) is at work: its sync may cover us
+      cv_.wait(l);
+      continue;
+    }
+    io_busy_ = true;
+    PushBufferLocked();
+    Status s;
+    if (!pending_.empty()) {
+      s = DrainLocked(l, pending_.size(), /*sync_last=*/true);
+    } else {  // everything is written already, only the fdatasync is missing
+      const uint64_t written = written_lsn_;
+      l.unlock();
+      s = io_file_->Sync();
+      l.lock();
+      if (s.ok()) {
+        durable_lsn_ = std::max(durable_lsn_, written);
+      } else {
+        SetErrorLocked(s);
+      }
+    }
+    Status r = ReleaseIoLocked(l);
+    if (!s.ok()) return s;
+    if (!r.ok()) return r;
+  }
+}
+
+Status Journal::Read(const Location& loc, std::string* payload) const {
+  if (loc.offset < kSegmentHeaderSize) {
+    return Status::InvalidArgument(
+        fmt::format("journal: no record at offset {} of segment {}", loc.offset, loc.segment));
+  }
+  const uint64_t n = kRecordHeaderSize + uint64_t{loc.length};
+  std::string rec;
+  bool in_memory = false;
+  std::shared_ptr<const Chunk> chunk;
+  auto contains = [&](const Chunk& c) {
+    return c.segment == loc.segment && loc.offset >= c.offset &&
+           loc.offset + n <= c.offset + c.data.size();
+  };
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (loc.segment == 0 || loc.segment > active_segment_) {
+      return Status::InvalidArgument(fmt::format("journal: no segment {}", loc.segment));
+    }
+    if (contains(*buf_)) {
+      rec.assign(buf_->data, loc.offset - buf_->offset, n);
+      in_memory = true;
+    } else {
+      for (const auto& c : pending_) {
+        if (contains(*c)) {
+          chunk = c;
+          break;
+        }
+      }
+    }
+  }
+  if (chunk != nullptr) {
+    rec.assign(chunk->data, loc.offset - chunk->offset, n);
+    in_memory = true;
+  }
+  if (!in_memory) {
+    ASSIGN_OR_RETURN(std::shared_ptr<File> file, ReadFile(loc.segment));
+    rec.resize(n);
+    size_t got = 0;
+    RETURN_IF_ERROR(file->Read(loc.offset, n, rec.data(), &got));
+    if (got < n) {
+      return CorruptionAt(loc.segment, loc.offset,
+                          fmt::format("record of {} payload bytes is cut short at offset {}",
+                                      loc.length, loc.offset + got));
+    }
+  }
+  format::RecordHeader h;
+  if (!format::DecodeRecordHeader(rec.data(), &h)) {
+    return CorruptionAt(loc.segment, loc.offset, "unknown record type or nonzero reserved bytes");
+  }
+  if (h.length != loc.length) {
+    return CorruptionAt(loc.segment, loc.offset,
+                        fmt::format("record holds {} payload bytes, expected {}", h.length,
+                                    loc.length));
+  }
+  if (!format::IsUserType(h.type)) {
+    return CorruptionAt(loc.segment, loc.offset, "segment-end record where a record was expected");
+  }
+  if (!format::RecordChecksumOk(rec)) {
+    return CorruptionAt(loc.segment, loc.offset, "checksum mismatch");
+  }
+  rec.erase(0, kRecordHeaderSize);
+  *payload = std::move(rec);
+  return Status::OK();
+}
+
+Status Journal::Replay(uint64_t after_lsn,
+                       const std::function<Status(const Record&)>& fn) const {
+  std::vector<SegmentInfo> segs;  // from the one holding after_lsn + 1 on
+  std::vector<std::shared_ptr<const Chunk>> mem;
+  uint64_t end_lsn, active, active_end;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    end_lsn = next_lsn_ - 1;
+    if (after_lsn >= end_lsn) return Status::OK();
+    auto first = std::upper_bound(
+        segments_.begin(), segments_.end(), after_lsn + 1,
+        [](uint64_t v, const SegmentInfo& s) { return v < s.first_lsn; });
+    if (first == segments_.begin()) {
+      return Status::NotFound(fmt::format(
+          "journal {}: LSN {} is older than the oldest segment here ({} starts at LSN {})",
+          opts_.dir, after_lsn + 1, SegmentPath(segments_.front().id),
+          segments_.front().first_lsn));
+    }
+    segs.assign(first - 1, segments_.end());
+    active = active_segment_;
+    active_end = active_end_;
+    mem.assign(pending_.begin(), pending_.end());
+    if (!buf_->data.empty()) mem.push_back(std::make_shared<const Chunk>(*buf_));
+  }
+  auto it = segs.begin();
+  uint64_t expected = it->first_lsn;
+  for (; it != segs.end(); ++it) {
+    const uint64_t id = it->id;
+    if (it->first_lsn != expected) {
+      return CorruptionAt(id, 0,
+                          fmt::format("segment starts at LSN {} but LSN {} comes next: a segment "
+                                      "is missing or the previous one is damaged",
+                                      it->first_lsn, expected));
+    }
+    std::vector<RecordScanner::Span> spans;
+    for (const auto& c : mem) {
+      if (c->segment == id) spans.emplace_back(c->offset, c->data);
+    }
+    uint64_t file_end = std::numeric_limits<uint64_t>::max();  // the whole (sealed) file
+    if (!spans.empty()) {
+      file_end = spans.front().first;
+    } else if (id == active) {
+      file_end = active_end;
+    }
+    std::shared_ptr<File> file;
+    if (file_end > kSegmentHeaderSize) {
+      ASSIGN_OR_RETURN(file, ReadFile(id));
+      uint64_t first_lsn = 0;
+      RETURN_IF_ERROR(ReadSegmentHeader(file.get(), id, &first_lsn));
+      if (first_lsn != it->first_lsn) {
+        return CorruptionAt(id, 0,
+                            fmt::format("header now says first LSN {}, it said {} at open",
+                                        first_lsn, it->first_lsn));
+      }
+      if (file_end == std::numeric_limits<uint64_t>::max()) {
+        ASSIGN_OR_RETURN(file_end, file->Size());
+      }
+    }
+    RecordScanner scanner(file.get(), file_end, std::move(spans));
+    bool sealed = false;
+    for (;;) {
+      format::RecordHeader h;
+      std::string_view payload;
+      uint64_t off = 0;
+      std::string why;
+      RecordScanner::Step step = scanner.Next(&h, &payload, &off, &why);
+      if (step == RecordScanner::Step::kIOError) return scanner.status();
+      if (step == RecordScanner::Step::kEnd) break;
+      if (step != RecordScanner::Step::kRecord) return CorruptionAt(id, off, why);
+      if (h.type == format::kTypeSegmentEnd) {
+        if (h.lsn != expected - 1 || h.length != 0) {
+          return CorruptionAt(id, off,
+                              fmt::format("segment-end record says last LSN {}, expected {}",
+                                          h.lsn, expected - 1));
+        }
+        if (!scanner.AtEnd()) {
+          return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
+        }
+        sealed = true;
+        break;
+      }
+      if (h.lsn != expected) {
+        return CorruptionAt(id, off, fmt::format("record has LSN {}, expected {}", h.lsn, expected));
+      }
+      if (h.lsn > after_lsn) {
+        Record r{h.lsn, static_cast<RecordType>(h.type), Location{id, off, h.length},
+                 std::string(payload)};
+        RETURN_IF_ERROR(fn(r));
+      }
+      if (expected == end_lsn) return Status::OK();
+      expected++;
+    }
+    if (!sealed && id != active) {
+      return CorruptionAt(id, scanner.pos(),
+                          "sealed segment ends without its segment-end record (truncated?)");
+    }
+  }
+  return CorruptionAt(active, active_end,
+                      fmt::format("the journal ends before LSN {} (last LSN {})", expected,
+                                  end_lsn));
+}
+
+Status Journal::ReadSegmentHeader(File* file, uint64_t id, uint64_t* first_lsn) const {
+  std::string raw(kSegmentHeaderSize, '\0');
+  size_t got = 0;
+  RETURN_IF_ERROR(file->Read(0, raw.size(), raw.data(), &got));
+  raw.resize(got);
+  format::SegmentHeader h;
+  std::string why;
+  if (format::DecodeSegmentHeader(raw, &h, &why) != format::HeaderProblem::kNone) {
+    return CorruptionAt(id, 0, why);
+  }
+  if (h.fs_uuid != opts_.fs_uuid || h.segment_id != id) {
+    return CorruptionAt(id, 0, "header names another filesystem or segment");
+  }
+  *first_lsn = h.first_lsn;
+  return Status::OK();
+}
+
+Result<std::shared_ptr<File>> Journal::ReadFile(uint64_t id) const {
+  std::lock_guard<std::mutex> l(files_mu_);
+  auto it = read_files_.find(id);
+  if (it != read_files_.end()) return it->second;
+  ASSIGN_OR_RETURN(std::unique_ptr<File> f, env_->OpenFile(SegmentPath(id), OpenMode::kReadOnly));
+  // Evict the oldest segment: recent segments are read most.
+  if (read_files_.size() >= kMaxReadFiles) read_files_.erase(read_files_.begin());
+  std::shared_ptr<File> shared(std::move(f));
+  read_files_.emplace(id, shared);
+  return shared;
+}
+
+Status Journal::CorruptionAt(uint64_t segment, uint64_t offset, std::string_view what) const {
+  std::string msg = fmt::format("journal segment {} offset {}: {}", SegmentPath(segment), offset, what);
+  log::Alert("{}", msg);
+  return Status::Corruption(msg);
+}
+
+uint64_t Journal::LastLsn() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return next_lsn_ - 1;
+}
+
+uint64_t Journal::DurableLsn() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return durable_lsn_;
+}
+
+Status Journal::error() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return error_;
+}
+
+std::vector<uint64_t> Journal::SegmentIds() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<uint64_t> ids;
+  ids.reserve(segments_.size());
+  for (const SegmentInfo& s : segments_) {
+    if (s.id <= disk_segment_) ids.push_back(s.id);
+  }
+  return ids;
+}
+
+uint64_t Journal::ActiveSegment() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return disk_segment_;
+}
+
+std::string Journal::SegmentPath(uint64_t id) const {
+  return JoinPath(opts_.dir, fmt::format("{:016x}{}", id, kSegmentSuffix));
+}
+
+}  // namespace strata::journal

@@ -1,0 +1,583 @@
+#include "meta/meta_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+namespace strata::meta {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inodes(
+  ino INTEGER PRIMARY KEY, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  nlink INTEGER NOT NULL, size INTEGER NOT NULL, atime INTEGER NOT NULL, mtime INTEGER NOT NULL,
+  ctime INTEGER NOT NULL, btime INTEGER NOT NULL, rdev INTEGER NOT NULL,
+  stored INTEGER NOT NULL DEFAULT 0, symlink BLOB);
+CREATE INDEX IF NOT EXISTS inodes_orphans ON inodes(nlink) WHERE nlink = 0;
+CREATE TABLE IF NOT EXISTS entries(
+  cookie INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name BLOB NOT NULL,
+  ino INTEGER NOT NULL, mode INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_name ON entries(parent, name);
+CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent, cookie);
+CREATE TABLE IF NOT EXISTS chunks(
+  ino INTEGER NOT NULL, idx INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
+  stored_len INTEGER NOT NULL, logical_len INTEGER NOT NULL, version INTEGER NOT NULL,
+  PRIMARY KEY(ino, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS xattrs(
+  ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
+  PRIMARY KEY(ino, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, live_bytes INTEGER NOT NULL);
+)sql";
+
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  ~Stmt() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, uint64_t v) { return Bind(i, static_cast<int64_t>(v)); }
+  Stmt& Bind(int i, uint32_t v) { return Bind(i, static_cast<int64_t>(v)); }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  int64_t Int(int c) { return sqlite3_column_int64(s_, c); }
+  std::string Blob(int c) {
+    const void* p = sqlite3_column_blob(s_, c);
+    int n = sqlite3_column_bytes(s_, c);
+    return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+  }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+}  // namespace
+
+#define PREP(var, sql)                                     \
+  ASSIGN_OR_RETURN(sqlite3_stmt* var##_raw, Prepare(sql)); \
+  Stmt var(var##_raw)
+
+#define STEP_DONE(stmt, what)                                \
+  do {                                                       \
+    if ((stmt).Step() != SQLITE_DONE) return SqlError(what); \
+  } while (0)
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path, uint32_t chunk_size,
+                                                   bool create, bool read_only) {
+  std::unique_ptr<MetaStore> m(new MetaStore);
+  m->path_ = path;
+  m->chunk_size_ = chunk_size;
+  int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  if (create) flags |= SQLITE_OPEN_CREATE;
+  flags |= SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &m->db_, flags, nullptr) != SQLITE_OK) {
+    Status s = Status::IOError("open metadata database " + path + ": " +
+                               (m->db_ ? sqlite3_errmsg(m->db_) : "out of memory"));
+    return s;
+  }
+  sqlite3_extended_result_codes(m->db_, 1);
+  // WAL + synchronous=NORMAL: a crash may lose the last commits but never corrupts; the
+  // journal replays what was lost. Commits happen only after the journal is durable.
+  if (!read_only) RETURN_IF_ERROR(m->Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(m->Exec("PRAGMA synchronous=NORMAL"));
+  RETURN_IF_ERROR(m->Exec("PRAGMA cache_size=-65536"));
+  RETURN_IF_ERROR(m->Exec("PRAGMA temp_store=MEMORY"));
+  // Freed pages are overwritten: old (encrypted) names do not linger in free pages either.
+  RETURN_IF_ERROR(m->Exec("PRAGMA secure_delete=FAST"));
+  if (create) {
+    RETURN_IF_ERROR(m->Exec("BEGIN"));
+    RETURN_IF_ERROR(m->Exec(kSchema));
+    std::string ins = "INSERT OR IGNORE INTO meta VALUES('schema_version'," +
+                      std::to_string(kSchemaVersion) +
+                      "),('applied_lsn',0),('next_ino',2),('inodes',0),('stored_bytes',0)";
+    RETURN_IF_ERROR(m->Exec(ins.c_str()));
+    RETURN_IF_ERROR(m->Exec("COMMIT"));
+  }
+  RETURN_IF_ERROR(m->LoadCounters());
+  return m;
+}
+
+MetaStore::~MetaStore() {
+  if (in_txn_) Rollback();
+  for (auto& [sql, s] : stmts_) sqlite3_finalize(s);
+  if (db_) sqlite3_close(db_);
+}
+
+Status MetaStore::SqlError(const char* what) {
+  return Status::IOError(std::string("metadata database ") + path_ + ": " + what + ": " +
+                         sqlite3_errmsg(db_));
+}
+
+Status MetaStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IOError("metadata database " + path_ + ": " + msg);
+  }
+  return Status::OK();
+}
+
+Result<sqlite3_stmt*> MetaStore::Prepare(const char* sql) {
+  for (auto& [k, s] : stmts_)
+    if (k == sql) return s;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+    return SqlError("prepare");
+  stmts_.emplace_back(sql, s);
+  return s;
+}
+
+Status MetaStore::LoadCounters() {
+  PREP(q, "SELECT key, value FROM meta");
+  int rc;
+  bool have_schema = false;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    std::string k = q.Blob(0);
+    int64_t v = q.Int(1);
+    if (k == "applied_lsn") applied_lsn_ = static_cast<uint64_t>(v);
+    if (k == "next_ino") next_ino_ = static_cast<uint64_t>(v);
+    if (k == "inodes") totals_.inodes = static_cast<uint64_t>(v);
+    if (k == "stored_bytes") totals_.stored_bytes = static_cast<uint64_t>(v);
+    if (k == "schema_version") {
+      have_schema = true;
+      if (v != kSchemaVersion)
+        return Status::InvalidArgument("metadata database " + path_ + " has schema version " +
+                                       std::to_string(v) + ", this strata reads version " +
+                                       std::to_string(kSchemaVersion));
+    }
+  }
+  if (rc != SQLITE_DONE) return SqlError("read counters");
+  if (!have_schema) return Status::Corruption("metadata database " + path_ + " has no schema");
+  return Status::OK();
+}
+
+Status MetaStore::Begin() {
+  if (in_txn_) return Status::OK();
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  in_txn_ = true;
+  return Status::OK();
+}
+
+Status MetaStore::Commit() {
+  if (!in_txn_) return Status::OK();
+  PREP(u,
+       "UPDATE meta SET value = CASE key WHEN 'applied_lsn' THEN ?1 WHEN 'next_ino' THEN ?2 "
+       "WHEN 'inodes' THEN ?3 WHEN 'stored_bytes' THEN ?4 ELSE value END");
+  u.Bind(1, applied_lsn_).Bind(2, next_ino_).Bind(3, totals_.inodes).Bind(4, totals_.stored_bytes);
+  STEP_DONE(u, "store applied LSN");
+  RETURN_IF_ERROR(Exec("COMMIT"));
+  in_txn_ = false;
+  return Status::OK();
+}
+
+void MetaStore::Rollback() {
+  if (!in_txn_) return;
+  Exec("ROLLBACK").IgnoreError();
+  in_txn_ = false;
+  LoadCounters().IgnoreError();
+}
+
+Status MetaStore::Checkpoint() {
+  RETURN_IF_ERROR(Commit());
+  return Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+Status MetaStore::Apply(const Op& op, uint64_t lsn) {
+  RETURN_IF_ERROR(Begin());
+  Status s;
+  switch (op.kind) {
+    case OpKind::kCreate:
+      s = ApplyCreate(op);
+      break;
+    case OpKind::kLink:
+      s = ApplyLink(op);
+      break;
+    case OpKind::kUnlink:
+      s = ApplyUnlink(op);
+      break;
+    case OpKind::kRename:
+      s = ApplyRename(op);
+      break;
+    case OpKind::kSetAttr:
+      s = ApplySetAttr(op);
+      break;
+    case OpKind::kSetXattr: {
+      PREP(q, "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
+      q.Bind(1, op.ino).Bind(2, op.name).Bind(3, op.blob);
+      STEP_DONE(q, "set xattr");
+      s = SetCtime(op.ino, op.ctime);
+      break;
+    }
+    case OpKind::kRemoveXattr: {
+      PREP(q, "DELETE FROM xattrs WHERE ino = ? AND name = ?");
+      q.Bind(1, op.ino).Bind(2, op.name);
+      STEP_DONE(q, "remove xattr");
+      s = SetCtime(op.ino, op.ctime);
+      break;
+    }
+    case OpKind::kDeleteInode:
+      s = ApplyDeleteInode(op);
+      break;
+    case OpKind::kChunk:
+      s = ApplyChunk(op);
+      break;
+  }
+  if (!s.ok()) return s.WithContext("applying LSN " + std::to_string(lsn));
+  applied_lsn_ = lsn;
+  return Status::OK();
+}
+
+Status MetaStore::InsertEntry(uint64_t parent, const std::string& name, uint64_t ino,
+                              uint32_t mode) {
+  PREP(q, "INSERT INTO entries(parent, name, ino, mode) VALUES(?,?,?,?)");
+  q.Bind(1, parent).Bind(2, name).Bind(3, ino).Bind(4, mode);
+  if (q.Step() != SQLITE_DONE)
+    return Status::Corruption("entry in directory " + std::to_string(parent) +
+                              " already exists (journal and database disagree)");
+  return Status::OK();
+}
+
+Status MetaStore::DeleteEntry(uint64_t parent, const std::string& name) {
+  PREP(q, "DELETE FROM entries WHERE parent = ? AND name = ?");
+  q.Bind(1, parent).Bind(2, name);
+  STEP_DONE(q, "delete entry");
+  if (sqlite3_changes(db_) != 1)
+    return Status::Corruption("entry in directory " + std::to_string(parent) +
+                              " is missing (journal and database disagree)");
+  return Status::OK();
+}
+
+Status MetaStore::AdjustNlink(uint64_t ino, int delta) {
+  PREP(q, "UPDATE inodes SET nlink = MAX(nlink + ?, 0) WHERE ino = ?");
+  q.Bind(1, static_cast<int64_t>(delta)).Bind(2, ino);
+  STEP_DONE(q, "update link count");
+  return Status::OK();
+}
+
+Status MetaStore::TouchDir(uint64_t ino, int64_t t) {
+  PREP(q, "UPDATE inodes SET mtime = ?, ctime = ? WHERE ino = ?");
+  q.Bind(1, t).Bind(2, t).Bind(3, ino);
+  STEP_DONE(q, "update directory times");
+  return Status::OK();
+}
+
+Status MetaStore::SetCtime(uint64_t ino, int64_t t) {
+  PREP(q, "UPDATE inodes SET ctime = ? WHERE ino = ?");
+  q.Bind(1, t).Bind(2, ino);
+  STEP_DONE(q, "update ctime");
+  return Status::OK();
+}
+
+Status MetaStore::ApplyCreate(const Op& op) {
+  bool dir = S_ISDIR(op.mode);
+  PREP(q,
+       "INSERT INTO inodes(ino, mode, uid, gid, nlink, size, atime, mtime, ctime, btime, "
+       "rdev, symlink) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  q.Bind(1, op.ino).Bind(2, op.mode).Bind(3, op.uid).Bind(4, op.gid);
+  q.Bind(5, static_cast<int64_t>(dir ? 2 : 1)).Bind(6, op.size);
+  q.Bind(7, op.ctime).Bind(8, op.ctime).Bind(9, op.ctime).Bind(10, op.ctime).Bind(11, op.rdev);
+  if (S_ISLNK(op.mode)) q.Bind(12, op.blob);
+  if (q.Step() != SQLITE_DONE)
+    return Status::Corruption("inode " + std::to_string(op.ino) + " already exists");
+  totals_.inodes++;
+  if (op.ino >= next_ino_) next_ino_ = op.ino + 1;
+  if (op.parent == 0) return Status::OK();  // the root directory, made by mkfs
+  RETURN_IF_ERROR(InsertEntry(op.parent, op.name, op.ino, op.mode));
+  if (dir) RETURN_IF_ERROR(AdjustNlink(op.parent, 1));
+  return TouchDir(op.parent, op.ctime);
+}
+
+Status MetaStore::ApplyLink(const Op& op) {
+  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
+  if (!inode) return Status::Corruption("link to missing inode " + std::to_string(op.ino));
+  RETURN_IF_ERROR(InsertEntry(op.parent, op.name, op.ino, inode->mode));
+  RETURN_IF_ERROR(AdjustNlink(op.ino, 1));
+  RETURN_IF_ERROR(SetCtime(op.ino, op.ctime));
+  return TouchDir(op.parent, op.ctime);
+}
+
+Status MetaStore::ApplyUnlink(const Op& op) {
+  ASSIGN_OR_RETURN(auto e, LookupEntry(op.parent, op.name));
+  if (!e) return Status::Corruption("unlink of a missing entry in " + std::to_string(op.parent));
+  RETURN_IF_ERROR(DeleteEntry(op.parent, op.name));
+  if (S_ISDIR(e->mode)) {
+    RETURN_IF_ERROR(AdjustNlink(e->ino, -2));
+    RETURN_IF_ERROR(AdjustNlink(op.parent, -1));
+  } else {
+    RETURN_IF_ERROR(AdjustNlink(e->ino, -1));
+  }
+  RETURN_IF_ERROR(SetCtime(e->ino, op.ctime));
+  return TouchDir(op.parent, op.ctime);
+}
+
+Status MetaStore::ApplyRename(const Op& op) {
+  constexpr uint32_t kExchange = 2;  // RENAME_EXCHANGE
+  ASSIGN_OR_RETURN(auto src, LookupEntry(op.parent, op.name));
+  if (!src) return Status::Corruption("rename of a missing entry in " + std::to_string(op.parent));
+  ASSIGN_OR_RETURN(auto dst, LookupEntry(op.new_parent, op.new_name));
+  bool cross = op.parent != op.new_parent;
+  if (op.flags & kExchange) {
+    if (!dst) return Status::Corruption("exchange with a missing entry");
+    // Entries keep their cookies; only the inodes they name swap. Names are re-encrypted by
+    // the caller only when they move between directories, so delete and insert both.
+    RETURN_IF_ERROR(DeleteEntry(op.parent, op.name));
+    RETURN_IF_ERROR(DeleteEntry(op.new_parent, op.new_name));
+    RETURN_IF_ERROR(InsertEntry(op.parent, op.name, dst->ino, dst->mode));
+    RETURN_IF_ERROR(InsertEntry(op.new_parent, op.new_name, src->ino, src->mode));
+    if (cross && S_ISDIR(src->mode) != S_ISDIR(dst->mode)) {
+      int d = S_ISDIR(src->mode) ? 1 : -1;
+      RETURN_IF_ERROR(AdjustNlink(op.new_parent, d));
+      RETURN_IF_ERROR(AdjustNlink(op.parent, -d));
+    }
+    RETURN_IF_ERROR(SetCtime(dst->ino, op.ctime));
+  } else {
+    if (dst) {
+      if (dst->ino == src->ino) return Status::OK();  // hard links to one inode: no-op
+      RETURN_IF_ERROR(DeleteEntry(op.new_parent, op.new_name));
+      if (S_ISDIR(dst->mode)) {
+        RETURN_IF_ERROR(AdjustNlink(dst->ino, -2));
+        RETURN_IF_ERROR(AdjustNlink(op.new_parent, -1));
+      } else {
+        RETURN_IF_ERROR(AdjustNlink(dst->ino, -1));
+      }
+      RETURN_IF_ERROR(SetCtime(dst->ino, op.ctime));
+    }
+    RETURN_IF_ERROR(DeleteEntry(op.parent, op.name));
+    RETURN_IF_ERROR(InsertEntry(op.new_parent, op.new_name, src->ino, src->mode));
+    if (cross && S_ISDIR(src->mode)) {
+      RETURN_IF_ERROR(AdjustNlink(op.parent, -1));
+      RETURN_IF_ERROR(AdjustNlink(op.new_parent, 1));
+    }
+  }
+  RETURN_IF_ERROR(SetCtime(src->ino, op.ctime));
+  RETURN_IF_ERROR(TouchDir(op.parent, op.ctime));
+  if (cross) RETURN_IF_ERROR(TouchDir(op.new_parent, op.ctime));
+  return Status::OK();
+}
+
+Status MetaStore::AddStored(uint64_t ino, uint64_t segment, int64_t delta) {
+  if (delta == 0) return Status::OK();
+  {
+    PREP(q, "UPDATE inodes SET stored = stored + ? WHERE ino = ?");
+    q.Bind(1, delta).Bind(2, ino);
+    STEP_DONE(q, "update stored bytes");
+  }
+  PREP(s,
+       "INSERT INTO segments(id, live_bytes) VALUES(?1, ?2) "
+       "ON CONFLICT(id) DO UPDATE SET live_bytes = live_bytes + ?2");
+  s.Bind(1, segment).Bind(2, delta);
+  STEP_DONE(s, "update segment live bytes");
+  totals_.stored_bytes = static_cast<uint64_t>(static_cast<int64_t>(totals_.stored_bytes) + delta);
+  return Status::OK();
+}
+
+Status MetaStore::TruncateChunks(uint64_t ino, uint64_t size) {
+  uint64_t first_dead = (size + chunk_size_ - 1) / chunk_size_;
+  {
+    PREP(q, "SELECT segment, stored_len FROM chunks WHERE ino = ? AND idx >= ?");
+    q.Bind(1, ino).Bind(2, first_dead);
+    std::vector<std::pair<uint64_t, int64_t>> dead;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) dead.emplace_back(q.Int(0), q.Int(1));
+    if (rc != SQLITE_DONE) return SqlError("list truncated chunks");
+    for (auto& [seg, len] : dead) RETURN_IF_ERROR(AddStored(ino, seg, -len));
+  }
+  {
+    PREP(d, "DELETE FROM chunks WHERE ino = ? AND idx >= ?");
+    d.Bind(1, ino).Bind(2, first_dead);
+    STEP_DONE(d, "delete truncated chunks");
+  }
+  // A chunk cut in the middle keeps its stored bytes; only its logical length shrinks, so
+  // the cut-off tail reads as zeros if the file grows again.
+  if (size % chunk_size_ != 0) {
+    PREP(c, "UPDATE chunks SET logical_len = MIN(logical_len, ?) WHERE ino = ? AND idx = ?");
+    c.Bind(1, static_cast<uint64_t>(size % chunk_size_)).Bind(2, ino).Bind(3, size / chunk_size_);
+    STEP_DONE(c, "shorten chunk");
+  }
+  return Status::OK();
+}
+
+Status MetaStore::ApplySetAttr(const Op& op) {
+  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
+  if (!inode) return Status::Corruption("setattr of missing inode " + std::to_string(op.ino));
+  InodeRow r = *inode;
+  if (op.mask & kSetMode) r.mode = (r.mode & S_IFMT) | (op.mode & 07777);
+  if (op.mask & kSetUid) r.uid = op.uid;
+  if (op.mask & kSetGid) r.gid = op.gid;
+  if (op.mask & kSetAtime) r.atime = op.atime;
+  if (op.mask & kSetMtime) r.mtime = op.mtime;
+  if (op.mask & kSetCtime) r.ctime = op.ctime;
+  if (op.mask & kSetSize) {
+    if (op.size < r.size) RETURN_IF_ERROR(TruncateChunks(op.ino, op.size));
+    r.size = op.size;
+  }
+  PREP(q, "UPDATE inodes SET mode=?, uid=?, gid=?, size=?, atime=?, mtime=?, ctime=? WHERE ino=?");
+  q.Bind(1, r.mode).Bind(2, r.uid).Bind(3, r.gid).Bind(4, r.size).Bind(5, r.atime);
+  q.Bind(6, r.mtime).Bind(7, r.ctime).Bind(8, op.ino);
+  STEP_DONE(q, "setattr");
+  return Status::OK();
+}
+
+Status MetaStore::ApplyChunk(const Op& op) {
+  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
+  if (!inode) return Status::Corruption("chunk of missing inode " + std::to_string(op.ino));
+  ASSIGN_OR_RETURN(auto old, GetChunk(op.ino, op.chunk_index));
+  if (old) RETURN_IF_ERROR(AddStored(op.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
+  {
+    PREP(q,
+         "INSERT OR REPLACE INTO chunks(ino, idx, segment, offset, stored_len, logical_len, "
+         "version) VALUES(?,?,?,?,?,?,?)");
+    q.Bind(1, op.ino).Bind(2, op.chunk_index).Bind(3, op.segment).Bind(4, op.offset);
+    q.Bind(5, op.stored_len).Bind(6, op.logical_len).Bind(7, op.version);
+    STEP_DONE(q, "store chunk");
+  }
+  RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
+  PREP(u, "UPDATE inodes SET size = ?, mtime = ?, ctime = ? WHERE ino = ?");
+  u.Bind(1, op.size).Bind(2, op.mtime).Bind(3, op.mtime).Bind(4, op.ino);
+  STEP_DONE(u, "update size");
+  return Status::OK();
+}
+
+Status MetaStore::ApplyDeleteInode(const Op& op) {
+  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
+  if (!inode) return Status::OK();  // already gone: idempotent
+  RETURN_IF_ERROR(TruncateChunks(op.ino, 0));
+  {
+    PREP(x, "DELETE FROM xattrs WHERE ino = ?");
+    x.Bind(1, op.ino);
+    STEP_DONE(x, "delete xattrs");
+  }
+  PREP(q, "DELETE FROM inodes WHERE ino = ?");
+  q.Bind(1, op.ino);
+  STEP_DONE(q, "delete inode");
+  totals_.inodes--;
+  return Status::OK();
+}
+
+Result<std::optional<InodeRow>> MetaStore::GetInode(uint64_t ino) {
+  PREP(q,
+       "SELECT mode, uid, gid, nlink, size, atime, mtime, ctime, btime, rdev, stored, symlink "
+       "FROM inodes WHERE ino = ?");
+  q.Bind(1, ino);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<InodeRow>();
+  if (rc != SQLITE_ROW) return SqlError("read inode");
+  InodeRow r;
+  r.ino = ino;
+  r.mode = static_cast<uint32_t>(q.Int(0));
+  r.uid = static_cast<uint32_t>(q.Int(1));
+  r.gid = static_cast<uint32_t>(q.Int(2));
+  r.nlink = static_cast<uint32_t>(q.Int(3));
+  r.size = static_cast<uint64_t>(q.Int(4));
+  r.atime = q.Int(5);
+  r.mtime = q.Int(6);
+  r.ctime = q.Int(7);
+  r.btime = q.Int(8);
+  r.rdev = static_cast<uint64_t>(q.Int(9));
+  r.stored_bytes = static_cast<uint64_t>(q.Int(10));
+  r.symlink = q.Blob(11);
+  return std::optional<InodeRow>(std::move(r));
+}
+
+Result<std::optional<EntryRow>> MetaStore::LookupEntry(uint64_t parent, const std::string& name) {
+  PREP(q, "SELECT ino, mode, cookie FROM entries WHERE parent = ? AND name = ?");
+  q.Bind(1, parent).Bind(2, name);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<EntryRow>();
+  if (rc != SQLITE_ROW) return SqlError("lookup");
+  EntryRow e;
+  e.name = name;
+  e.ino = static_cast<uint64_t>(q.Int(0));
+  e.mode = static_cast<uint32_t>(q.Int(1));
+  e.cookie = static_cast<uint64_t>(q.Int(2));
+  return std::optional<EntryRow>(std::move(e));
+}
+
+Result<std::vector<EntryRow>> MetaStore::ListEntries(uint64_t parent, uint64_t after,
+                                                     size_t limit) {
+  PREP(q,
+       "SELECT name, ino, mode, cookie FROM entries WHERE parent = ? AND cookie > ? "
+       "ORDER BY cookie LIMIT ?");
+  q.Bind(1, parent).Bind(2, after).Bind(3, static_cast<uint64_t>(limit));
+  std::vector<EntryRow> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    EntryRow e;
+    e.name = q.Blob(0);
+    e.ino = static_cast<uint64_t>(q.Int(1));
+    e.mode = static_cast<uint32_t>(q.Int(2));
+    e.cookie = static_cast<uint64_t>(q.Int(3));
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return SqlError("list directory");
+  return out;
+}
+
+Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
+  PREP(q, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1");
+  q.Bind(1, ino);
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) return false;
+  if (rc != SQLITE_DONE) return SqlError("check empty directory");
+  return true;
+}
+
+Result<std::optional<ChunkRow>> MetaStore::GetChunk(uint64_t ino, uint64_t index) {
+  PREP(q,
+       "SELECT segment, offset, stored_len, logical_len, version FROM chunks "
+       "WHERE ino = ? AND idx = ?");
+  q.Bind(1, ino).Bind(2, index);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<ChunkRow>();
+  if (rc != SQLITE_ROW) return SqlError("read chunk map");
+  ChunkRow c;
+  c.index = index;
+  c.segment = static_cast<uint64_t>(q.Int(0));
+  c.offset = static_cast<uint64_t>(q.Int(1));
+  c.stored_len = static_cast<uint32_t>(q.Int(2));
+  c.logical_len = static_cast<uint32_t>(q.Int(3));
+  c.version = static_cast<uint64_t>(q.Int(4));
+  return std::optional<ChunkRow>(c);
+}
+
+Result<std::optional<std::string>> MetaStore::GetXattr(uint64_t ino, const std::string& name) {
+  PREP(q, "SELECT value FROM xattrs WHERE ino = ? AND name = ?");
+  q.Bind(1, ino).Bind(2, name);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError("read xattr");
+  return std::optional<std::string>(q.Blob(0));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ListXattrs(uint64_t ino) {
+  PREP(q, "SELECT name, value FROM xattrs WHERE ino = ?");
+  q.Bind(1, ino);
+  std::vector<std::pair<std::string, std::string>> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.emplace_back(q.Blob(0), q.Blob(1));
+  if (rc != SQLITE_DONE) return SqlError("list xattrs");
+  return out;
+}
+
+Result<std::vector<uint64_t>> MetaStore::Orphans() {
+  PREP(q, "SELECT ino FROM inodes WHERE nlink = 0");
+  std::vector<uint64_t> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(static_cast<uint64_t>(q.Int(0)));
+  if (rc != SQLITE_DONE) return SqlError("list orphans");
+  return out;
+}
+
+}  // namespace strata::meta

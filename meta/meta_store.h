@@ -1,0 +1,127 @@
+// MetaStore: the SQLite (WAL) materialised view of the journal: inodes, directory entries,
+// the chunk map, xattrs, per-segment live bytes, and the applied LSN.
+//
+// Changes arrive only through Apply(op, lsn), in journal order, inside one open write
+// transaction that Commit() ends; Commit also stores the applied LSN in that transaction.
+// The caller commits only after the journal is durable up to the last applied LSN, so the
+// database never runs ahead of the journal, and recovery replays the journal after
+// applied_lsn().
+//
+// Thread-safety: none. The owner (fs::Filesystem) serialises every call under its metadata
+// mutex; reads see the uncommitted transaction because there is one connection.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "meta/ops.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace strata::meta {
+
+struct InodeRow {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // type | permission bits
+  uint32_t uid = 0, gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size = 0;
+  int64_t atime = 0, mtime = 0, ctime = 0, btime = 0;
+  uint64_t rdev = 0;
+  uint64_t stored_bytes = 0;  // bytes of sealed chunks: st_blocks
+  std::string symlink;        // sealed target, for symlinks
+};
+
+struct EntryRow {
+  std::string name;  // encrypted
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+  uint64_t cookie = 0;  // stable position for readdir; increases with insertion
+};
+
+struct ChunkRow {
+  uint64_t index = 0;
+  uint64_t segment = 0, offset = 0;
+  uint32_t stored_len = 0, logical_len = 0;
+  uint64_t version = 0;
+};
+
+struct Totals {
+  uint64_t inodes = 0;
+  uint64_t stored_bytes = 0;
+};
+
+class MetaStore {
+ public:
+  // Opens (creating the schema when `create`) the database at `path`. `chunk_size` is the
+  // filesystem's fixed chunk size, needed to apply truncations to the chunk map.
+  static Result<std::unique_ptr<MetaStore>> Open(const std::string& path, uint32_t chunk_size,
+                                                 bool create, bool read_only);
+  ~MetaStore();
+  MetaStore(const MetaStore&) = delete;
+  MetaStore& operator=(const MetaStore&) = delete;
+
+  // Applies `op`, the payload of the journal record numbered `lsn`. A state that contradicts
+  // the op (an entry that should exist does not) is Corruption: the journal and the database
+  // disagree.
+  Status Apply(const Op& op, uint64_t lsn);
+  // Ends the open transaction, recording the last applied LSN in it.
+  Status Commit();
+  // Drops the uncommitted transaction (used when the journal failed).
+  void Rollback();
+  // Folds the WAL into the database file (at unmount), so the next open reads one file.
+  Status Checkpoint();
+  uint64_t applied_lsn() const { return applied_lsn_; }
+  uint64_t next_ino() const { return next_ino_; }
+
+  Result<std::optional<InodeRow>> GetInode(uint64_t ino);
+  // The inode an entry names, if any.
+  Result<std::optional<EntryRow>> LookupEntry(uint64_t parent, const std::string& name);
+  // Entries of `parent` with cookie > after, in cookie order, at most `limit`.
+  Result<std::vector<EntryRow>> ListEntries(uint64_t parent, uint64_t after, size_t limit);
+  Result<bool> DirIsEmpty(uint64_t ino);
+  Result<std::optional<ChunkRow>> GetChunk(uint64_t ino, uint64_t index);
+  Result<std::optional<std::string>> GetXattr(uint64_t ino, const std::string& name);
+  Result<std::vector<std::pair<std::string, std::string>>> ListXattrs(uint64_t ino);
+  // Inodes with nlink 0: unlinked while open when the process stopped.
+  Result<std::vector<uint64_t>> Orphans();
+  Totals totals() const { return totals_; }
+
+ private:
+  MetaStore() = default;
+  Status Exec(const char* sql);
+  Result<sqlite3_stmt*> Prepare(const char* sql);
+  Status Begin();
+  Status LoadCounters();
+  Status AdjustNlink(uint64_t ino, int delta);
+  Status TouchDir(uint64_t ino, int64_t t);
+  Status InsertEntry(uint64_t parent, const std::string& name, uint64_t ino, uint32_t mode);
+  Status DeleteEntry(uint64_t parent, const std::string& name);
+  Status SetCtime(uint64_t ino, int64_t t);
+  Status TruncateChunks(uint64_t ino, uint64_t size);
+  Status AddStored(uint64_t ino, uint64_t segment, int64_t delta);
+  Status ApplyCreate(const Op& op);
+  Status ApplyLink(const Op& op);
+  Status ApplyUnlink(const Op& op);
+  Status ApplyRename(const Op& op);
+  Status ApplySetAttr(const Op& op);
+  Status ApplyChunk(const Op& op);
+  Status ApplyDeleteInode(const Op& op);
+  Status SqlError(const char* what);
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  uint32_t chunk_size_ = 0;
+  bool in_txn_ = false;
+  uint64_t applied_lsn_ = 0;
+  uint64_t next_ino_ = 2;
+  Totals totals_;
+  std::vector<std::pair<const char*, sqlite3_stmt*>> stmts_;
+};
+
+}  // namespace strata::meta

@@ -1,0 +1,78 @@
+#include "fs/config.h"
+
+#include <gtest/gtest.h>
+
+namespace strata::fs {
+namespace {
+
+const char* kMinimal = R"(
+[filesystem]
+name = "pacs"
+[keys]
+key_file = "/etc/strata/pacs.key"
+[tiers.hot]
+path = "/var/lib/strata/pacs/hot"
+)";
+
+TEST(ConfigTest, MinimalConfigUsesDefaults) {
+  auto c = ParseConfig(kMinimal, "pacs.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->name, "pacs");
+  EXPECT_EQ(c->hot_path, "/var/lib/strata/pacs/hot");
+  EXPECT_EQ(c->chunk_size, 128u * 1024);
+  EXPECT_EQ(c->compression_level, 1);
+}
+
+TEST(ConfigTest, SizesAndDurations) {
+  std::string t = std::string(kMinimal) +
+                  "[cache]\nchunk_cache = \"64MiB\"\n[journal]\ncommit_interval = \"250ms\"\n";
+  auto c = ParseConfig(t, "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->chunk_cache_bytes, 64u << 20);
+  EXPECT_EQ(c->commit_interval_ms, 250);
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
+  auto c = ParseConfig(
+      "[filesystem]\nname = \"pacs\"\ncompresion_level = 3\n[keys]\nkey_file = \"/k\"\n"
+      "[tiers.hot]\npath = \"/h\"\n",
+      "pacs.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(c.status().IsInvalidArgument());
+  EXPECT_NE(c.status().message().find("pacs.toml:3"), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find("compresion_level"), std::string::npos);
+}
+
+TEST(ConfigTest, BadValuesAreRefused) {
+  const char* bad[] = {
+      "[filesystem]\nname = \"p\"\nchunk_size = \"100KiB\"\n[keys]\nkey_file=\"/k\"\n"
+      "[tiers.hot]\npath=\"/h\"\n",
+      "[filesystem]\nname = \"p\"\ncompression_level = 42\n[keys]\nkey_file=\"/k\"\n"
+      "[tiers.hot]\npath=\"/h\"\n",
+      "[filesystem]\nname = \"p q\"\n[keys]\nkey_file=\"/k\"\n[tiers.hot]\npath=\"/h\"\n",
+      "[filesystem]\nname = \"p\"\n[keys]\nkey_file=\"/k\"\n[tiers.hot]\npath=\"relative\"\n",
+      "[filesystem]\nname = \"p\"\n[tiers.hot]\npath=\"/h\"\n",
+      "[filesystem]\nname = 3\n[keys]\nkey_file=\"/k\"\n[tiers.hot]\npath=\"/h\"\n",
+      "[filesystem\nname = \"p\"\n",
+  };
+  for (const char* t : bad) {
+    auto c = ParseConfig(t, "bad.toml");
+    EXPECT_FALSE(c.ok()) << t;
+    if (!c.ok()) {
+      EXPECT_NE(c.status().message().find("bad.toml"), std::string::npos);
+    }
+  }
+}
+
+TEST(ConfigTest, ParseSize) {
+  EXPECT_EQ(*ParseSize("4096"), 4096u);
+  EXPECT_EQ(*ParseSize("128KiB"), 131072u);
+  EXPECT_EQ(*ParseSize("1GiB"), 1u << 30);
+  EXPECT_FALSE(ParseSize("12 parsecs").ok());
+  EXPECT_FALSE(ParseSize("").ok());
+  EXPECT_EQ(*ParseDurationMs("90d"), 90ll * 86400 * 1000);
+  EXPECT_FALSE(ParseDurationMs("5 fortnights").ok());
+}
+
+}  // namespace
+}  // namespace strata::fs

@@ -1,0 +1,271 @@
+// The filesystem model without a mount: namespace and data semantics, persistence across
+// reopen, recovery of an unclean stop, integrity failures, and refusals that change nothing.
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace strata::fs {
+namespace {
+
+namespace sfs = std::filesystem;
+
+class FilesystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/strata-fs-XXXXXX";
+    root_ = mkdtemp(tmpl);
+    sfs::create_directories(root_ + "/hot");
+    WriteKey(root_ + "/key", 'k');
+    config_.source = root_ + "/test.toml";
+    config_.name = "test";
+    config_.key_file = root_ + "/key";
+    config_.hot_path = root_ + "/hot";
+    config_.chunk_size = 16 * 1024;
+    config_.segment_size = 1 << 20;
+    ASSERT_TRUE(Filesystem::Mkfs(config_, Env::Default()).ok());
+    Reopen();
+  }
+  void TearDown() override {
+    fs_.reset();
+    sfs::remove_all(root_);
+  }
+  static void WriteKey(const std::string& path, char fill) {
+    std::ofstream(path) << std::string(32, fill);
+    ::chmod(path.c_str(), 0600);
+  }
+  void Reopen() {
+    fs_.reset();
+    auto r = Filesystem::Open(config_, Env::Default());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    fs_ = std::move(r).value();
+  }
+  uint64_t CreateFile(const std::string& name, const std::string& content,
+                      uint64_t parent = kRootIno) {
+    auto c = fs_->Create(parent, name, 0644, O_RDWR, Caller{});
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    auto w = fs_->Write(c->first.ino, c->second, 0, content);
+    EXPECT_TRUE(w.ok()) << w.status().ToString();
+    EXPECT_TRUE(fs_->Release(c->first.ino, c->second).ok());
+    return c->first.ino;
+  }
+  std::string ReadAll(uint64_t ino) {
+    auto fh = fs_->Open(ino, O_RDONLY);
+    EXPECT_TRUE(fh.ok());
+    auto a = fs_->GetAttr(ino);
+    std::string buf(a->size, '\0');
+    auto n = fs_->Read(ino, *fh, 0, buf.size(), buf.data());
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_TRUE(fs_->Release(ino, *fh).ok());
+    buf.resize(n.ok() ? *n : 0);
+    return buf;
+  }
+  std::string Random(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  }
+
+  std::string root_;
+  Config config_;
+  std::unique_ptr<Filesystem> fs_;
+};
+
+TEST_F(FilesystemTest, WriteReadBackAfterReopen) {
+  std::string data = Random(100000, 1) + std::string(70000, 'z');
+  uint64_t ino = CreateFile("study.dcm", data);
+  EXPECT_EQ(ReadAll(ino), data);
+  Reopen();
+  auto a = fs_->Lookup(kRootIno, "study.dcm");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->size, data.size());
+  EXPECT_GT(a->blocks, 0u);
+  EXPECT_EQ(ReadAll(a->ino), data);
+}
+
+TEST_F(FilesystemTest, SparseAndTruncate) {
+  auto c = fs_->Create(kRootIno, "sparse", 0644, O_RDWR, Caller{});
+  ASSERT_TRUE(c.ok());
+  uint64_t ino = c->first.ino, fh = c->second;
+  uint64_t far = (5ull << 30) + 123;  // past 4 GiB
+  ASSERT_TRUE(fs_->Write(ino, fh, far, "tail").ok());
+  std::string buf(10, 'x');
+  auto n = fs_->Read(ino, fh, 1000, 10, buf.data());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(buf, std::string(10, '\0'));
+  SetAttrRequest t;
+  t.size = 10;
+  ASSERT_TRUE(fs_->SetAttr(ino, t, Caller{}).ok());
+  ASSERT_TRUE(fs_->Release(ino, fh).ok());
+  Reopen();
+  EXPECT_EQ(fs_->GetAttr(ino)->size, 10u);
+}
+
+TEST_F(FilesystemTest, TruncateThenGrowReadsZeros) {
+  uint64_t ino = CreateFile("f", std::string(40000, 'a'));
+  SetAttrRequest t;
+  t.size = 20000;
+  ASSERT_TRUE(fs_->SetAttr(ino, t, Caller{}).ok());
+  t.size = 40000;
+  ASSERT_TRUE(fs_->SetAttr(ino, t, Caller{}).ok());
+  std::string expect = std::string(20000, 'a') + std::string(20000, '\0');
+  EXPECT_EQ(ReadAll(ino), expect);
+  Reopen();
+  EXPECT_EQ(ReadAll(ino), expect);
+}
+
+TEST_F(FilesystemTest, NamespaceOperations) {
+  auto d = fs_->Mkdir(kRootIno, "dir", 0755, Caller{});
+  ASSERT_TRUE(d.ok());
+  uint64_t f = CreateFile("a", "hello", d->ino);
+  ASSERT_TRUE(fs_->Link(f, kRootIno, "hard").ok());
+  EXPECT_EQ(fs_->GetAttr(f)->nlink, 2u);
+  ASSERT_TRUE(fs_->Symlink(kRootIno, "sym", "dir/a", Caller{}).ok());
+  EXPECT_EQ(fs_->Rmdir(kRootIno, "dir").ToErrno(), ENOTEMPTY);
+  EXPECT_EQ(fs_->Unlink(kRootIno, "dir").ToErrno(), EISDIR);
+  EXPECT_EQ(fs_->Rename(kRootIno, "hard", d->ino, "a", RENAME_NOREPLACE).ToErrno(), EEXIST);
+  ASSERT_TRUE(fs_->Rename(d->ino, "a", kRootIno, "moved", 0).ok());
+  Reopen();
+  auto sym = fs_->Lookup(kRootIno, "sym");
+  ASSERT_TRUE(sym.ok());
+  EXPECT_EQ(*fs_->Readlink(sym->ino), "dir/a");
+  auto moved = fs_->Lookup(kRootIno, "moved");
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(ReadAll(moved->ino), "hello");
+  std::vector<std::string> names;
+  ASSERT_TRUE(fs_->ReadDir(kRootIno, 0,
+                           [&](const DirEntry& e) {
+                             names.push_back(e.name);
+                             return true;
+                           })
+                  .ok());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{".", "..", "dir", "hard", "moved", "sym"}));
+  ASSERT_TRUE(fs_->Rmdir(kRootIno, "dir").ok());
+}
+
+TEST_F(FilesystemTest, UnlinkedWhileOpenStaysReadableUntilRelease) {
+  uint64_t ino = CreateFile("tmp", "still here");
+  auto fh = fs_->Open(ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  ASSERT_TRUE(fs_->Unlink(kRootIno, "tmp").ok());
+  std::string buf(10, '\0');
+  ASSERT_TRUE(fs_->Read(ino, *fh, 0, 10, buf.data()).ok());
+  EXPECT_EQ(buf, "still here");
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+  EXPECT_EQ(fs_->GetAttr(ino).status().ToErrno(), ENOENT);
+}
+
+TEST_F(FilesystemTest, Xattrs) {
+  uint64_t ino = CreateFile("x", "");
+  ASSERT_TRUE(fs_->SetXattr(ino, "user.modality", "CT", 0).ok());
+  EXPECT_EQ(fs_->SetXattr(ino, "user.modality", "MR", XATTR_CREATE).ToErrno(), EEXIST);
+  EXPECT_EQ(fs_->SetXattr(ino, "user.other", "MR", XATTR_REPLACE).ToErrno(), ENODATA);
+  EXPECT_EQ(fs_->GetXattr(ino, "user.none").status().ToErrno(), ENODATA);
+  Reopen();
+  EXPECT_EQ(*fs_->GetXattr(ino, "user.modality"), "CT");
+  EXPECT_EQ(*fs_->ListXattr(ino), std::vector<std::string>{"user.modality"});
+  ASSERT_TRUE(fs_->RemoveXattr(ino, "user.modality").ok());
+  EXPECT_TRUE(fs_->ListXattr(ino)->empty());
+}
+
+TEST_F(FilesystemTest, UncleanStopIsRecoveredByReplay) {
+  // Copy the hot tier while the filesystem is open: what a kill -9 leaves behind.
+  uint64_t ino = CreateFile("before", Random(50000, 2));
+  ASSERT_TRUE(fs_->Fsync(ino, false).ok());
+  std::string crash = root_ + "/crash";
+  sfs::copy(root_ + "/hot", crash, sfs::copy_options::recursive);
+  fs_.reset();
+  sfs::remove(crash + "/lock");
+  config_.hot_path = crash;
+  Reopen();
+  EXPECT_GT(fs_->replayed_records(), 0u);
+  auto a = fs_->Lookup(kRootIno, "before");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(ReadAll(a->ino), Random(50000, 2));
+}
+
+TEST_F(FilesystemTest, FlippedBitInChunkIsEioNotData) {
+  uint64_t ino = CreateFile("victim", Random(16384, 3));
+  fs_.reset();
+  // Flip one bit in the last bytes of the newest segment holding the chunk.
+  std::string seg;
+  for (auto& e : sfs::directory_iterator(root_ + "/hot/journal"))
+    if (e.path().extension() == ".seg") seg = std::max(seg, e.path().string());
+  ASSERT_FALSE(seg.empty());
+  {
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), {});
+    auto pos = all.size() / 2;
+    all[pos] ^= 0x10;
+    f.seekp(0);
+    f.write(all.data(), static_cast<std::streamsize>(all.size()));
+  }
+  auto r = Filesystem::Open(config_, Env::Default());
+  if (!r.ok()) {
+    EXPECT_TRUE(r.status().IsCorruption()) << r.status().ToString();
+    return;
+  }
+  fs_ = std::move(r).value();
+  auto fh = fs_->Open(ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  std::string buf(16384, '\0');
+  auto n = fs_->Read(ino, *fh, 0, buf.size(), buf.data());
+  if (n.ok()) {
+    EXPECT_EQ(buf, Random(16384, 3));  // the flip hit bytes this read does not depend on
+  } else {
+    EXPECT_EQ(n.status().ToErrno(), EIO);
+  }
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+}
+
+TEST_F(FilesystemTest, WrongKeyIsRefusedAndChangesNothing) {
+  fs_.reset();
+  auto before = sfs::last_write_time(root_ + "/hot/superblock");
+  WriteKey(root_ + "/wrong", 'w');
+  Config c = config_;
+  c.key_file = root_ + "/wrong";
+  auto r = Filesystem::Open(c, Env::Default());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("does not unlock"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_EQ(sfs::last_write_time(root_ + "/hot/superblock"), before);
+}
+
+TEST_F(FilesystemTest, SecondOpenIsBusy) {
+  auto r = Filesystem::Open(config_, Env::Default());
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsBusy()) << r.status().ToString();
+}
+
+TEST_F(FilesystemTest, MkfsRefusesExistingOrNonEmpty) {
+  EXPECT_TRUE(Filesystem::Mkfs(config_, Env::Default()).IsInvalidArgument());
+  Config c = config_;
+  c.hot_path = root_ + "/missing";
+  EXPECT_TRUE(Filesystem::Mkfs(c, Env::Default()).IsInvalidArgument());
+}
+
+TEST_F(FilesystemTest, NoPlaintextNamesOrContentInHotTier) {
+  const std::string marker = "PATIENT-MARKER-93751";
+  uint64_t ino = CreateFile(marker + ".dcm", marker + std::string(30000, 'q') + marker);
+  ASSERT_TRUE(fs_->SetXattr(ino, "user." + marker, marker, 0).ok());
+  ASSERT_TRUE(fs_->Symlink(kRootIno, "link", marker, Caller{}).ok());
+  fs_.reset();
+  for (auto& e : sfs::recursive_directory_iterator(root_ + "/hot")) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream f(e.path(), std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), {});
+    EXPECT_EQ(all.find(marker), std::string::npos) << e.path();
+  }
+}
+
+}  // namespace
+}  // namespace strata::fs

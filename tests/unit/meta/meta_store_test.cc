@@ -1,0 +1,201 @@
+#include "meta/meta_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace strata::meta {
+namespace {
+
+class MetaStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/strata-meta-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Open(true);
+    Op root;
+    root.kind = OpKind::kCreate;
+    root.ino = 1;
+    root.mode = S_IFDIR | 0755;
+    root.ctime = 1;
+    ASSERT_TRUE(Apply(root).ok());
+  }
+  void TearDown() override {
+    m_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open(bool create) {
+    auto r = MetaStore::Open(dir_ + "/meta.db", 4096, create, false);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    m_ = std::move(r).value();
+  }
+  Status Apply(const Op& op) { return m_->Apply(op, ++lsn_); }
+  Op Create(uint64_t ino, uint64_t parent, const std::string& name, uint32_t mode) {
+    Op op;
+    op.kind = OpKind::kCreate;
+    op.ino = ino;
+    op.parent = parent;
+    op.name = name;
+    op.mode = mode;
+    op.ctime = 100;
+    return op;
+  }
+  std::string dir_;
+  std::unique_ptr<MetaStore> m_;
+  uint64_t lsn_ = 0;
+};
+
+TEST_F(MetaStoreTest, OpEncodingRoundTrips) {
+  Op op = Create(7, 1, "enc-name", S_IFREG | 0644);
+  op.blob = std::string("\0\1\2", 3);
+  op.version = 99;
+  Op back;
+  ASSERT_TRUE(DecodeOp(EncodeOp(op), &back).ok());
+  EXPECT_EQ(back.ino, 7u);
+  EXPECT_EQ(back.name, "enc-name");
+  EXPECT_EQ(back.blob, op.blob);
+  EXPECT_EQ(back.version, 99u);
+}
+
+TEST_F(MetaStoreTest, TruncatedOpIsCorruption) {
+  std::string enc = EncodeOp(Create(7, 1, "n", S_IFREG));
+  Op back;
+  EXPECT_TRUE(DecodeOp(enc.substr(0, enc.size() - 1), &back).IsCorruption());
+  EXPECT_TRUE(DecodeOp(enc + "x", &back).IsCorruption());
+}
+
+TEST_F(MetaStoreTest, CreateLinkUnlinkCountsLinks) {
+  ASSERT_TRUE(Apply(Create(2, 1, "a", S_IFREG | 0644)).ok());
+  Op link;
+  link.kind = OpKind::kLink;
+  link.ino = 2;
+  link.parent = 1;
+  link.name = "b";
+  ASSERT_TRUE(Apply(link).ok());
+  EXPECT_EQ((*m_->GetInode(2))->nlink, 2u);
+  Op un;
+  un.kind = OpKind::kUnlink;
+  un.parent = 1;
+  un.name = "a";
+  ASSERT_TRUE(Apply(un).ok());
+  EXPECT_EQ((*m_->GetInode(2))->nlink, 1u);
+  EXPECT_FALSE(m_->LookupEntry(1, "a")->has_value());
+  EXPECT_TRUE(m_->LookupEntry(1, "b")->has_value());
+}
+
+TEST_F(MetaStoreTest, DirectoryLinkCounts) {
+  ASSERT_TRUE(Apply(Create(2, 1, "d", S_IFDIR | 0755)).ok());
+  EXPECT_EQ((*m_->GetInode(1))->nlink, 3u);
+  EXPECT_EQ((*m_->GetInode(2))->nlink, 2u);
+  ASSERT_TRUE(Apply(Create(3, 1, "e", S_IFDIR | 0755)).ok());
+  Op mv;
+  mv.kind = OpKind::kRename;
+  mv.parent = 1;
+  mv.name = "e";
+  mv.new_parent = 2;
+  mv.new_name = "e";
+  ASSERT_TRUE(Apply(mv).ok());
+  EXPECT_EQ((*m_->GetInode(1))->nlink, 3u);
+  EXPECT_EQ((*m_->GetInode(2))->nlink, 3u);
+}
+
+TEST_F(MetaStoreTest, RenameOverFileLeavesOrphan) {
+  ASSERT_TRUE(Apply(Create(2, 1, "a", S_IFREG)).ok());
+  ASSERT_TRUE(Apply(Create(3, 1, "b", S_IFREG)).ok());
+  Op mv;
+  mv.kind = OpKind::kRename;
+  mv.parent = 1;
+  mv.name = "a";
+  mv.new_parent = 1;
+  mv.new_name = "b";
+  ASSERT_TRUE(Apply(mv).ok());
+  EXPECT_EQ((*m_->LookupEntry(1, "b"))->ino, 2u);
+  auto orphans = m_->Orphans();
+  ASSERT_EQ(orphans->size(), 1u);
+  EXPECT_EQ((*orphans)[0], 3u);
+}
+
+TEST_F(MetaStoreTest, ExchangeSwapsEntries) {
+  ASSERT_TRUE(Apply(Create(2, 1, "a", S_IFREG)).ok());
+  ASSERT_TRUE(Apply(Create(3, 1, "b", S_IFDIR | 0755)).ok());
+  Op x;
+  x.kind = OpKind::kRename;
+  x.parent = 1;
+  x.name = "a";
+  x.new_parent = 1;
+  x.new_name = "b";
+  x.flags = 2;
+  ASSERT_TRUE(Apply(x).ok());
+  EXPECT_EQ((*m_->LookupEntry(1, "a"))->ino, 3u);
+  EXPECT_EQ((*m_->LookupEntry(1, "b"))->ino, 2u);
+}
+
+TEST_F(MetaStoreTest, ChunksTruncateAndAccountStoredBytes) {
+  ASSERT_TRUE(Apply(Create(2, 1, "f", S_IFREG)).ok());
+  for (uint64_t i = 0; i < 4; i++) {
+    Op c;
+    c.kind = OpKind::kChunk;
+    c.ino = 2;
+    c.chunk_index = i;
+    c.segment = 1;
+    c.offset = 100 * i;
+    c.stored_len = 100;
+    c.logical_len = 4096;
+    c.size = 4096 * (i + 1);
+    ASSERT_TRUE(Apply(c).ok());
+  }
+  EXPECT_EQ((*m_->GetInode(2))->stored_bytes, 400u);
+  Op t;
+  t.kind = OpKind::kSetAttr;
+  t.ino = 2;
+  t.mask = kSetSize;
+  t.size = 4096 + 10;
+  ASSERT_TRUE(Apply(t).ok());
+  EXPECT_EQ((*m_->GetInode(2))->stored_bytes, 200u);
+  EXPECT_FALSE(m_->GetChunk(2, 2)->has_value());
+  EXPECT_EQ((*m_->GetChunk(2, 1))->logical_len, 10u);
+  EXPECT_EQ(m_->totals().stored_bytes, 200u);
+}
+
+TEST_F(MetaStoreTest, CommitPersistsAppliedLsnAndRollbackForgets) {
+  ASSERT_TRUE(Apply(Create(2, 1, "kept", S_IFREG)).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  uint64_t committed = lsn_;
+  ASSERT_TRUE(Apply(Create(3, 1, "lost", S_IFREG)).ok());
+  m_.reset();  // closing without commit drops the open transaction, as a crash would
+  Open(false);
+  EXPECT_EQ(m_->applied_lsn(), committed);
+  EXPECT_TRUE(m_->LookupEntry(1, "kept")->has_value());
+  EXPECT_FALSE(m_->LookupEntry(1, "lost")->has_value());
+  EXPECT_EQ(m_->next_ino(), 3u);
+}
+
+TEST_F(MetaStoreTest, UnlinkOfMissingEntryIsCorruption) {
+  Op un;
+  un.kind = OpKind::kUnlink;
+  un.parent = 1;
+  un.name = "nope";
+  EXPECT_TRUE(Apply(un).IsCorruption());
+}
+
+TEST_F(MetaStoreTest, ListEntriesIsStableUnderInsertAndDelete) {
+  for (uint64_t i = 0; i < 10; i++)
+    ASSERT_TRUE(Apply(Create(10 + i, 1, "n" + std::to_string(i), S_IFREG)).ok());
+  auto first = m_->ListEntries(1, 0, 5);
+  ASSERT_EQ(first->size(), 5u);
+  Op un;
+  un.kind = OpKind::kUnlink;
+  un.parent = 1;
+  un.name = "n1";
+  ASSERT_TRUE(Apply(un).ok());
+  ASSERT_TRUE(Apply(Create(30, 1, "late", S_IFREG)).ok());
+  auto rest = m_->ListEntries(1, first->back().cookie, 100);
+  ASSERT_EQ(rest->size(), 6u);  // n5..n9 and the new entry, none repeated
+  EXPECT_EQ(rest->back().name, "late");
+}
+
+}  // namespace
+}  // namespace strata::meta

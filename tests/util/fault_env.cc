@@ -1,0 +1,202 @@
+#include "tests/util/fault_env.h"
+
+#include <cerrno>
+#include <random>
+
+namespace strata::test {
+namespace {
+
+std::string NormalizeDir(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+}  // namespace
+
+class FaultFile final : public File {
+ public:
+  FaultFile(FaultEnv* env, std::unique_ptr<File> base) : env_(env), base_(std::move(base)) {}
+
+  Status Read(uint64_t offset, size_t n, char* scratch, size_t* got) override {
+    return base_->Read(offset, n, scratch, got);
+  }
+
+  Status Write(uint64_t offset, std::string_view data) override {
+    uint64_t allowed = 0;
+    Status charge = env_->ChargeWrite(path(), data.size(), &allowed);
+    if (allowed > 0) RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
+    return charge;
+  }
+
+  Status WriteAndSync(uint64_t offset, std::string_view data) override {
+    RETURN_IF_ERROR(Write(offset, data));
+    return Sync();
+  }
+
+  Status Sync() override {
+    RETURN_IF_ERROR(env_->ChargeSync(path()));
+    RETURN_IF_ERROR(base_->Sync());
+    ASSIGN_OR_RETURN(uint64_t size, base_->Size());
+    env_->MarkSynced(path(), size);
+    return Status::OK();
+  }
+
+  Status Truncate(uint64_t size) override {
+    RETURN_IF_ERROR(base_->Truncate(size));
+    env_->MarkTruncated(path(), size);
+    return Status::OK();
+  }
+
+  Result<uint64_t> Size() override { return base_->Size(); }
+  Status Preallocate(uint64_t offset, uint64_t len) override {
+    return base_->Preallocate(offset, len);
+  }
+  const std::string& path() const override { return base_->path(); }
+
+ private:
+  FaultEnv* env_;
+  std::unique_ptr<File> base_;
+};
+
+FaultEnv::FaultEnv(Env* base) : base_(base) {}
+
+void FaultEnv::SetNoSpaceAfter(uint64_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  space_limited_ = true;
+  space_left_ = bytes;
+}
+
+void FaultEnv::ClearFaults() {
+  fail_sync_ = false;
+  fail_writes_ = false;
+  std::lock_guard<std::mutex> l(mu_);
+  space_limited_ = false;
+}
+
+Status FaultEnv::ChargeWrite(const std::string& path, uint64_t n, uint64_t* allowed) {
+  write_count_++;
+  *allowed = 0;
+  if (fail_writes_) return Status::IOError("write " + path + " (injected)", EIO);
+  std::lock_guard<std::mutex> l(mu_);
+  if (space_limited_ && n > space_left_) {
+    *allowed = space_left_;
+    space_left_ = 0;
+    return Status::IOError("write " + path + " (injected)", ENOSPC);
+  }
+  if (space_limited_) space_left_ -= n;
+  *allowed = n;
+  return Status::OK();
+}
+
+Status FaultEnv::ChargeSync(const std::string& path) {
+  sync_count_++;
+  if (fail_sync_) return Status::IOError("fdatasync " + path + " (injected)", EIO);
+  return Status::OK();
+}
+
+void FaultEnv::MarkSynced(const std::string& path, uint64_t size) {
+  std::lock_guard<std::mutex> l(mu_);
+  files_[path].synced_size = size;
+}
+
+void FaultEnv::MarkTruncated(const std::string& path, uint64_t size) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(path);
+  if (it != files_.end() && it->second.synced_size > size) it->second.synced_size = size;
+}
+
+void FaultEnv::DropUnsyncedData() { Drop(nullptr); }
+
+void FaultEnv::DropRandomUnsyncedData(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Drop(&rng);
+}
+
+void FaultEnv::Drop(std::mt19937_64* rng) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto it = files_.begin(); it != files_.end();) {
+    const std::string& path = it->first;
+    if (!it->second.dir_entry_synced) {
+      base_->RemoveFile(path).IgnoreError();  // may already be gone
+      it = files_.erase(it);
+      continue;
+    }
+    auto f = base_->OpenFile(path, OpenMode::kReadWrite);
+    if (f.ok()) {
+      auto size = (*f)->Size();
+      if (size.ok() && *size > it->second.synced_size) {
+        uint64_t keep = it->second.synced_size;
+        if (rng != nullptr) keep += (*rng)() % (*size - keep + 1);
+        (*f)->Truncate(keep).IgnoreError();
+        it->second.synced_size = keep;
+      }
+    }
+    ++it;
+  }
+}
+
+Result<std::unique_ptr<File>> FaultEnv::OpenFile(const std::string& path, OpenMode mode) {
+  bool existed = true;
+  if (mode == OpenMode::kCreate || mode == OpenMode::kCreateExclusive) {
+    ASSIGN_OR_RETURN(existed, base_->FileExists(path));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (files_.find(path) == files_.end()) {
+      FileState st;
+      if (existed) {
+        auto size = f->Size();
+        st.synced_size = size.ok() ? *size : 0;
+      }
+      st.dir_entry_synced = existed;
+      files_.emplace(path, st);
+    }
+  }
+  return std::unique_ptr<File>(new FaultFile(this, std::move(f)));
+}
+
+Status FaultEnv::SyncDir(const std::string& dir) {
+  dir_sync_count_++;
+  if (fail_sync_) return Status::IOError("fsync directory " + dir + " (injected)", EIO);
+  RETURN_IF_ERROR(base_->SyncDir(dir));
+  std::string d = NormalizeDir(dir);
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [path, st] : files_) {
+    if (NormalizeDir(DirName(path)) == d) st.dir_entry_synced = true;
+  }
+  return Status::OK();
+}
+
+Status FaultEnv::RenameFile(const std::string& from, const std::string& to) {
+  RETURN_IF_ERROR(base_->RenameFile(from, to));
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(from);
+  if (it != files_.end()) {
+    FileState st = it->second;
+    files_.erase(it);
+    files_[to] = st;
+  }
+  return Status::OK();
+}
+
+Status FaultEnv::RemoveFile(const std::string& path) {
+  RETURN_IF_ERROR(base_->RemoveFile(path));
+  std::lock_guard<std::mutex> l(mu_);
+  files_.erase(path);
+  return Status::OK();
+}
+
+Status FaultEnv::CreateDir(const std::string& path, int mode) {
+  return base_->CreateDir(path, mode);
+}
+Result<bool> FaultEnv::FileExists(const std::string& path) { return base_->FileExists(path); }
+Result<std::vector<std::string>> FaultEnv::ListDir(const std::string& path) {
+  return base_->ListDir(path);
+}
+Result<std::unique_ptr<FileLock>> FaultEnv::LockFile(const std::string& path) {
+  return base_->LockFile(path);
+}
+int64_t FaultEnv::NowNanos() { return base_->NowNanos(); }
+
+}  // namespace strata::test
