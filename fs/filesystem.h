@@ -65,6 +65,7 @@ struct Attr {
 // The caller of an operation (from the FUSE request).
 struct Caller {
   uint32_t uid = 0, gid = 0;
+  uint32_t umask = 0;  // applied by strata (the kernel does not mask: ACLs may replace umask)
 };
 
 struct SetAttrRequest {
@@ -203,6 +204,12 @@ class Filesystem {
   Status RemoveEntry(uint64_t parent, const std::string& name, bool dir);
   Status MaybeDeleteLocked(uint64_t ino);
   std::string EncName(uint64_t parent, const std::string& name) const;
+  // Xattr primitives. REQUIRES: mu_ held.
+  Result<std::optional<std::string>> GetXattrLocked(uint64_t ino, const std::string& name);
+  Status PutXattrLocked(uint64_t ino, const std::string& name, std::string_view value);
+  Status DropXattrLocked(uint64_t ino, const std::string& name);
+  // An ACL was set on `ino`: store it (or drop it when the mode says it all) and set the mode.
+  Status ApplyAccessAclLocked(const meta::InodeRow& row, std::string_view value);
   int64_t Now() const { return env_->NowNanos(); }
 
   // Data path.

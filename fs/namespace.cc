@@ -4,6 +4,7 @@
 
 #include "base/logging.h"
 #include "crypto/crypto.h"
+#include "fs/acl.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
 #include "journal/journal.h"
@@ -117,6 +118,12 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
   if (req.mode) {
     op.mask |= meta::kSetMode;
     op.mode = *req.mode;
+    ASSIGN_OR_RETURN(auto acl_x, GetXattrLocked(ino, kAclAccess));
+    if (acl_x) {
+      ASSIGN_OR_RETURN(Acl acl, Acl::Parse(*acl_x));
+      acl.Chmod(*req.mode);
+      RETURN_IF_ERROR(PutXattrLocked(ino, kAclAccess, acl.Encode()));
+    }
   }
   if (req.uid) {
     op.mask |= meta::kSetUid;
@@ -195,6 +202,18 @@ Result<Attr> Filesystem::CreateNode(uint64_t parent, const std::string& name, ui
     op.gid = dir->gid;
     if (S_ISDIR(mode)) mode |= S_ISGID;
   }
+  // A directory's default ACL replaces the umask for what is created in it.
+  std::optional<Acl> inherited;
+  if (!S_ISLNK(mode)) {
+    ASSIGN_OR_RETURN(auto def, GetXattrLocked(parent, kAclDefault));
+    if (def) {
+      ASSIGN_OR_RETURN(Acl acl, Acl::Parse(*def));
+      acl.CreateMask(&mode);
+      inherited = std::move(acl);
+    } else {
+      mode &= ~(caller.umask & 0777);
+    }
+  }
   op.mode = mode;
   op.rdev = rdev;
   op.ctime = Now();
@@ -203,6 +222,14 @@ Result<Attr> Filesystem::CreateNode(uint64_t parent, const std::string& name, ui
     RETURN_IF_ERROR(codec_->SealBlob("strata-symlink-1", op.ino, {}, symlink_target, &op.blob));
   }
   RETURN_IF_ERROR(LogLocked(op));
+  if (inherited) {
+    if (!inherited->IsMinimal())
+      RETURN_IF_ERROR(PutXattrLocked(op.ino, kAclAccess, inherited->Encode()));
+    if (S_ISDIR(mode)) {
+      ASSIGN_OR_RETURN(auto def, GetXattrLocked(parent, kAclDefault));
+      if (def) RETURN_IF_ERROR(PutXattrLocked(op.ino, kAclDefault, *def));
+    }
+  }
   ASSIGN_OR_RETURN(Attr a, AttrLocked(op.ino));
   lookups_[op.ino]++;
   return a;

@@ -4,6 +4,7 @@
 
 #include "base/logging.h"
 #include "crypto/crypto.h"
+#include "fs/acl.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
 #include "meta/meta_store.h"
@@ -31,6 +32,56 @@ Status CheckXattrName(const std::string& name) {
 
 }  // namespace
 
+Result<std::optional<std::string>> Filesystem::GetXattrLocked(uint64_t ino,
+                                                              const std::string& name) {
+  std::string enc = keys_->names().Encrypt(XattrContext(ino), name);
+  ASSIGN_OR_RETURN(auto sealed, meta_->GetXattr(ino, enc));
+  if (!sealed) return std::optional<std::string>();
+  std::string value;
+  Status s = codec_->OpenBlob("strata-xattr-1", ino, enc, *sealed, &value);
+  if (!s.ok()) {
+    log::Alert("filesystem {}: an xattr of inode {} failed its integrity check", sb_.name, ino);
+    return s;
+  }
+  return std::optional<std::string>(std::move(value));
+}
+
+Status Filesystem::PutXattrLocked(uint64_t ino, const std::string& name, std::string_view value) {
+  meta::Op op;
+  op.kind = meta::OpKind::kSetXattr;
+  op.ino = ino;
+  op.ctime = Now();
+  op.name = keys_->names().Encrypt(XattrContext(ino), name);
+  RETURN_IF_ERROR(codec_->SealBlob("strata-xattr-1", ino, op.name, value, &op.blob));
+  return LogLocked(op);
+}
+
+Status Filesystem::DropXattrLocked(uint64_t ino, const std::string& name) {
+  meta::Op op;
+  op.kind = meta::OpKind::kRemoveXattr;
+  op.ino = ino;
+  op.name = keys_->names().Encrypt(XattrContext(ino), name);
+  op.ctime = Now();
+  return LogLocked(op);
+}
+
+Status Filesystem::ApplyAccessAclLocked(const meta::InodeRow& row, std::string_view value) {
+  ASSIGN_OR_RETURN(Acl acl, Acl::Parse(value));
+  if (acl.IsMinimal()) {
+    ASSIGN_OR_RETURN(auto old, GetXattrLocked(row.ino, kAclAccess));
+    if (old) RETURN_IF_ERROR(DropXattrLocked(row.ino, kAclAccess));
+  } else {
+    RETURN_IF_ERROR(PutXattrLocked(row.ino, kAclAccess, acl.Encode()));
+  }
+  meta::Op op;
+  op.kind = meta::OpKind::kSetAttr;
+  op.ino = row.ino;
+  op.mask = meta::kSetMode | meta::kSetCtime;
+  op.mode = (row.mode & 07000) | acl.ModeBits();
+  op.ctime = Now();
+  return LogLocked(op);
+}
+
 Status Filesystem::SetXattr(uint64_t ino, const std::string& name, std::string_view value,
                             int flags) {
   RETURN_IF_ERROR(CheckXattrName(name));
@@ -41,37 +92,26 @@ Status Filesystem::SetXattr(uint64_t ino, const std::string& name, std::string_v
   if (!row) return Status::Posix(ENOENT);
   if (name.rfind("user.", 0) == 0 && !S_ISREG(row->mode) && !S_ISDIR(row->mode))
     return Status::Posix(EPERM);
-  std::string enc = keys_->names().Encrypt(XattrContext(ino), name);
-  ASSIGN_OR_RETURN(auto existing, meta_->GetXattr(ino, enc));
+  ASSIGN_OR_RETURN(auto existing, GetXattrLocked(ino, name));
   if ((flags & XATTR_CREATE) && existing) return Status::Posix(EEXIST);
   if ((flags & XATTR_REPLACE) && !existing) return Status::Posix(ENODATA);
-  meta::Op op;
-  op.kind = meta::OpKind::kSetXattr;
-  op.ino = ino;
-  op.ctime = Now();
-  RETURN_IF_ERROR(codec_->SealBlob("strata-xattr-1", ino, enc, value, &op.blob));
-  op.name = std::move(enc);
-  return LogLocked(op);
+  if (name == kAclAccess) return ApplyAccessAclLocked(*row, value);
+  if (name == kAclDefault) {
+    if (!S_ISDIR(row->mode)) return Status::Posix(EACCES);
+    ASSIGN_OR_RETURN(Acl acl, Acl::Parse(value));
+    return PutXattrLocked(ino, name, acl.Encode());
+  }
+  return PutXattrLocked(ino, name, value);
 }
 
 Result<std::string> Filesystem::GetXattr(uint64_t ino, const std::string& name) {
   RETURN_IF_ERROR(CheckXattrName(name));
-  std::string enc = keys_->names().Encrypt(XattrContext(ino), name);
-  std::optional<std::string> sealed;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
-    if (!row) return Status::Posix(ENOENT);
-    ASSIGN_OR_RETURN(sealed, meta_->GetXattr(ino, enc));
-  }
-  if (!sealed) return Status::Posix(ENODATA);
-  std::string value;
-  Status s = codec_->OpenBlob("strata-xattr-1", ino, enc, *sealed, &value);
-  if (!s.ok()) {
-    log::Alert("filesystem {}: an xattr of inode {} failed its integrity check", sb_.name, ino);
-    return s;
-  }
-  return value;
+  std::lock_guard<std::mutex> l(mu_);
+  ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
+  if (!row) return Status::Posix(ENOENT);
+  ASSIGN_OR_RETURN(auto value, GetXattrLocked(ino, name));
+  if (!value) return Status::Posix(ENODATA);
+  return std::move(*value);
 }
 
 Result<std::vector<std::string>> Filesystem::ListXattr(uint64_t ino) {
@@ -102,15 +142,10 @@ Status Filesystem::RemoveXattr(uint64_t ino, const std::string& name) {
   RETURN_IF_ERROR(CheckWritable());
   ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
   if (!row) return Status::Posix(ENOENT);
-  std::string enc = keys_->names().Encrypt(XattrContext(ino), name);
-  ASSIGN_OR_RETURN(auto existing, meta_->GetXattr(ino, enc));
+  ASSIGN_OR_RETURN(auto existing,
+                   meta_->GetXattr(ino, keys_->names().Encrypt(XattrContext(ino), name)));
   if (!existing) return Status::Posix(ENODATA);
-  meta::Op op;
-  op.kind = meta::OpKind::kRemoveXattr;
-  op.ino = ino;
-  op.name = std::move(enc);
-  op.ctime = Now();
-  return LogLocked(op);
+  return DropXattrLocked(ino, name);
 }
 
 }  // namespace strata::fs

@@ -20,7 +20,7 @@ class Request {
   fs::Filesystem* fs() const { return static_cast<fs::Filesystem*>(fuse_req_userdata(req_)); }
   fs::Caller caller() const {
     const fuse_ctx* c = fuse_req_ctx(req_);
-    return fs::Caller{c->uid, c->gid};
+    return fs::Caller{c->uid, c->gid, c->umask};
   }
   fuse_req_t raw() const { return req_; }
   bool replied() const { return replied_; }

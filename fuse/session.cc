@@ -15,6 +15,11 @@ void Init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+  // POSIX ACLs: the kernel enforces them; strata stores them, inherits default ACLs and so
+  // applies the umask itself (DONT_MASK).
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  // Let the kernel clear setuid/setgid on write, truncate and chown (it sends a mode change).
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // The kernel's writeback cache would move size and mtime authority into the page cache;
   // strata keeps it, so writes are synchronous FUSE requests.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
