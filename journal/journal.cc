@@ -178,8 +178,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const Options& opts) {
   if (opts.env == nullptr) return Status::InvalidArgument("journal: Options.env is required");
   if (opts.dir.empty()) return Status::InvalidArgument("journal: Options.dir is required");
   if (opts.segment_size < kMinSegmentSize) {
-    return Status::InvalidArgument(fmt::format("journal {}: segment_size {} is below the minimum {}",
-                                               opts.dir, opts.segment_size, kMinSegmentSize));
+    return Status::InvalidArgument(
+        fmt::format("journal {}: segment_size {} is below the minimum {}", opts.dir,
+                    opts.segment_size, kMinSegmentSize));
   }
   std::unique_ptr<Journal> j(new Journal(opts));
   if (!opts.read_only) {
@@ -208,9 +209,9 @@ Status Journal::Recover() {
     const uint64_t id = ids[i];
     const bool is_last = i + 1 == ids.size();
     const std::string path = SegmentPath(id);
-    ASSIGN_OR_RETURN(std::unique_ptr<File> f,
-                     env_->OpenFile(path, is_last && !ro ? OpenMode::kReadWrite
-                                                         : OpenMode::kReadOnly));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<File> f,
+        env_->OpenFile(path, is_last && !ro ? OpenMode::kReadWrite : OpenMode::kReadOnly));
     ASSIGN_OR_RETURN(uint64_t size, f->Size());
     std::string raw(kSegmentHeaderSize, '\0');
     size_t got = 0;
@@ -244,18 +245,18 @@ Status Journal::Recover() {
       return Status::Corruption(path + ": " + why);
     }
     if (h.fs_uuid != opts_.fs_uuid) {
-      return Status::InvalidArgument(fmt::format(
-          "{}: segment belongs to filesystem {}, but this filesystem is {}", path,
-          format::UuidToString(h.fs_uuid), format::UuidToString(opts_.fs_uuid)));
+      return Status::InvalidArgument(
+          fmt::format("{}: segment belongs to filesystem {}, but this filesystem is {}", path,
+                      format::UuidToString(h.fs_uuid), format::UuidToString(opts_.fs_uuid)));
     }
     if (h.segment_id != id) {
       return Status::Corruption(
           fmt::format("{}: header says segment {}, file name says {}", path, h.segment_id, id));
     }
     if (h.first_lsn == 0 || (!segments_.empty() && h.first_lsn <= segments_.back().first_lsn)) {
-      return Status::Corruption(fmt::format(
-          "{}: first LSN {} does not follow the previous segment's first LSN {}", path,
-          h.first_lsn, segments_.empty() ? 0 : segments_.back().first_lsn));
+      return Status::Corruption(
+          fmt::format("{}: first LSN {} does not follow the previous segment's first LSN {}", path,
+                      h.first_lsn, segments_.empty() ? 0 : segments_.back().first_lsn));
     }
     segments_.push_back({id, h.first_lsn});
     if (is_last) last_file = std::move(f);
@@ -272,8 +273,8 @@ Status Journal::Recover() {
   } else {
     const SegmentInfo last = segments_.back();
     if (last_file == nullptr) {  // the torn last segment was removed
-      ASSIGN_OR_RETURN(last_file, env_->OpenFile(SegmentPath(last.id), ro ? OpenMode::kReadOnly
-                                                                           : OpenMode::kReadWrite));
+      ASSIGN_OR_RETURN(last_file, env_->OpenFile(SegmentPath(last.id),
+                                                 ro ? OpenMode::kReadOnly : OpenMode::kReadWrite));
     }
     bool sealed = false;
     RETURN_IF_ERROR(ScanLastSegment(last_file.get(), last.first_lsn, &sealed));
@@ -323,9 +324,9 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
     if (step == RecordScanner::Step::kRecord) {
       if (h.type == format::kTypeSegmentEnd) {
         if (h.lsn != expected - 1 || h.length != 0) {
-          return CorruptionAt(id, off,
-                              fmt::format("segment-end record says last LSN {}, expected {}",
-                                          h.lsn, expected - 1));
+          return CorruptionAt(
+              id, off,
+              fmt::format("segment-end record says last LSN {}, expected {}", h.lsn, expected - 1));
         }
         if (!scanner.AtEnd()) {
           return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
@@ -334,7 +335,8 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
         break;
       }
       if (h.lsn != expected) {
-        return CorruptionAt(id, off, fmt::format("record has LSN {}, expected {}", h.lsn, expected));
+        return CorruptionAt(id, off,
+                            fmt::format("record has LSN {}, expected {}", h.lsn, expected));
       }
       expected++;
       continue;
@@ -457,7 +459,8 @@ Status Journal::Append(RecordType type, std::string_view payload, uint64_t* lsn,
   buf_->last_lsn = n;
   active_end_ += size;
   if (lsn != nullptr) *lsn = n;
-  if (loc != nullptr) *loc = Location{active_segment_, offset, static_cast<uint32_t>(payload.size())};
+  if (loc != nullptr)
+    *loc = Location{active_segment_, offset, static_cast<uint32_t>(payload.size())};
   if (buf_->data.size() >= opts_.write_buffer) {
     PushBufferLocked();
     push = true;
@@ -523,10 +526,11 @@ Status Journal::ReleaseIoLocked(std::unique_lock<std::mutex>& l) {
 
 Status Journal::WriteChunk(const Chunk& c, bool sync) {
   if (c.segment != io_segment_ || io_file_ == nullptr) {
-    return Status::Aborted(fmt::format("journal: internal error: chunk for segment {} while {} is open",
-                                       c.segment, io_segment_));
+    return Status::Aborted(fmt::format(
+        "journal: internal error: chunk for segment {} while {} is open", c.segment, io_segment_));
   }
-  RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data) : io_file_->Write(c.offset, c.data));
+  RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data)
+                       : io_file_->Write(c.offset, c.data));
   if (!c.seal) return Status::OK();
   std::shared_ptr<File> next;
   RETURN_IF_ERROR(CreateSegment(c.segment + 1, c.next_first_lsn, &next));
@@ -617,9 +621,9 @@ Status Journal::Read(const Location& loc, std::string* payload) const {
     return CorruptionAt(loc.segment, loc.offset, "unknown record type or nonzero reserved bytes");
   }
   if (h.length != loc.length) {
-    return CorruptionAt(loc.segment, loc.offset,
-                        fmt::format("record holds {} payload bytes, expected {}", h.length,
-                                    loc.length));
+    return CorruptionAt(
+        loc.segment, loc.offset,
+        fmt::format("record holds {} payload bytes, expected {}", h.length, loc.length));
   }
   if (!format::IsUserType(h.type)) {
     return CorruptionAt(loc.segment, loc.offset, "segment-end record where a record was expected");
@@ -632,8 +636,7 @@ Status Journal::Read(const Location& loc, std::string* payload) const {
   return Status::OK();
 }
 
-Status Journal::Replay(uint64_t after_lsn,
-                       const std::function<Status(const Record&)>& fn) const {
+Status Journal::Replay(uint64_t after_lsn, const std::function<Status(const Record&)>& fn) const {
   std::vector<SegmentInfo> segs;  // from the one holding after_lsn + 1 on
   std::vector<std::shared_ptr<const Chunk>> mem;
   uint64_t end_lsn, active, active_end;
@@ -641,9 +644,8 @@ Status Journal::Replay(uint64_t after_lsn,
     std::lock_guard<std::mutex> l(mu_);
     end_lsn = next_lsn_ - 1;
     if (after_lsn >= end_lsn) return Status::OK();
-    auto first = std::upper_bound(
-        segments_.begin(), segments_.end(), after_lsn + 1,
-        [](uint64_t v, const SegmentInfo& s) { return v < s.first_lsn; });
+    auto first = std::upper_bound(segments_.begin(), segments_.end(), after_lsn + 1,
+                                  [](uint64_t v, const SegmentInfo& s) { return v < s.first_lsn; });
     if (first == segments_.begin()) {
       return Status::NotFound(fmt::format(
           "journal {}: LSN {} is older than the oldest segment here ({} starts at LSN {})",
@@ -703,9 +705,9 @@ Status Journal::Replay(uint64_t after_lsn,
       if (step != RecordScanner::Step::kRecord) return CorruptionAt(id, off, why);
       if (h.type == format::kTypeSegmentEnd) {
         if (h.lsn != expected - 1 || h.length != 0) {
-          return CorruptionAt(id, off,
-                              fmt::format("segment-end record says last LSN {}, expected {}",
-                                          h.lsn, expected - 1));
+          return CorruptionAt(
+              id, off,
+              fmt::format("segment-end record says last LSN {}, expected {}", h.lsn, expected - 1));
         }
         if (!scanner.AtEnd()) {
           return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
@@ -714,7 +716,8 @@ Status Journal::Replay(uint64_t after_lsn,
         break;
       }
       if (h.lsn != expected) {
-        return CorruptionAt(id, off, fmt::format("record has LSN {}, expected {}", h.lsn, expected));
+        return CorruptionAt(id, off,
+                            fmt::format("record has LSN {}, expected {}", h.lsn, expected));
       }
       if (h.lsn > after_lsn) {
         Record r{h.lsn, static_cast<RecordType>(h.type), Location{id, off, h.length},
@@ -729,9 +732,9 @@ Status Journal::Replay(uint64_t after_lsn,
                           "sealed segment ends without its segment-end record (truncated?)");
     }
   }
-  return CorruptionAt(active, active_end,
-                      fmt::format("the journal ends before LSN {} (last LSN {})", expected,
-                                  end_lsn));
+  return CorruptionAt(
+      active, active_end,
+      fmt::format("the journal ends before LSN {} (last LSN {})", expected, end_lsn));
 }
 
 Status Journal::ReadSegmentHeader(File* file, uint64_t id, uint64_t* first_lsn) const {
@@ -764,7 +767,8 @@ Result<std::shared_ptr<File>> Journal::ReadFile(uint64_t id) const {
 }
 
 Status Journal::CorruptionAt(uint64_t segment, uint64_t offset, std::string_view what) const {
-  std::string msg = fmt::format("journal segment {} offset {}: {}", SegmentPath(segment), offset, what);
+  std::string msg =
+      fmt::format("journal segment {} offset {}: {}", SegmentPath(segment), offset, what);
   log::Alert("{}", msg);
   return Status::Corruption(msg);
 }

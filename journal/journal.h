@@ -7,12 +7,12 @@
 // On-disk format, version 1 (normative spec: docs/formats/journal.md). Little-endian.
 //
 //   segment file  <dir>/<16 lowercase hex id>.seg, ids 1, 2, 3, ...
-//   +--------------------------- header, 64 bytes ---------------------------+
-//   | 0 magic "STRATASG" | 8 version u32 = 1 | 12 header length u32 = 64     |
-//   | 16 fs_uuid [16]    | 32 segment id u64 | 40 first LSN u64              |
-//   | 48 created unix ns i64 | 56 reserved, zero [4] | 60 masked CRC-32C of [0,60) |
-//   +-------------------------------------------------------------------------+
-//   | record | record | ... | record | kSegmentEnd record (only once sealed) |
+//   +------------------------------ header, 64 bytes -----------------------------+
+//   | 0 magic "STRATASG"     | 8 version u32 = 1      | 12 header length u32 = 64 |
+//   | 16 fs_uuid [16]        | 32 segment id u64      | 40 first LSN u64          |
+//   | 48 created unix ns i64 | 56 reserved [4] = 0    | 60 masked CRC-32C [0,60)  |
+//   +-----------------------------------------------------------------------------+
+//   | record | record | ... | record | kSegmentEnd record (only once sealed)      |
 //
 //   record (20-byte header + payload; never spans segments)
 //   +-----------+------------+---------+----------------+---------+-----------+
@@ -74,8 +74,8 @@ struct Record {
 };
 
 struct Options {
-  Env* env = nullptr;  // required
-  std::string dir;     // directory holding the segment files; must exist
+  Env* env = nullptr;                       // required
+  std::string dir;                          // directory holding the segment files; must exist
   std::array<unsigned char, 16> fs_uuid{};  // written in every segment header and checked on open
   // A segment is sealed when the next record would not fit. At least 4 KiB. The largest
   // payload is segment_size - 104 bytes (segment header + record header + kSegmentEnd record).
@@ -116,16 +116,18 @@ class Journal {
   //
   // Usually only copies into the write buffer. When the buffer reaches write_buffer bytes, or
   // a segment is sealed, the caller may write it (without fdatasync, except when sealing), and
-  // it waits when the I/O in flight falls too far behind. A non-OK result means the journal
-  // has failed (sticky error) and the record must be treated as lost.
+  // it waits when the I/O in flight falls too far behind. InvalidArgument (bad type or size)
+  // and NotSupported (read-only) assign no LSN. IOError or Aborted mean the journal has failed
+  // (sticky error, see error()) and the record must be treated as lost.
   Status Append(RecordType type, std::string_view payload, uint64_t* lsn, Location* loc);
 
   // Returns when every record with LSN <= lsn is durable (written and fdatasync'ed). lsn is
   // clamped to LastLsn(), so Sync(UINT64_MAX) syncs everything appended so far.
-  // Group commit: the first caller to find no sync in progress becomes the leader: it takes
-  // every buffered record, releases the mutex and issues one File::WriteAndSync (appends go on
-  // into a fresh buffer meanwhile); the others wait on a condition variable and return once
-  // the leader's sync covers them, or lead the next round.
+  // Group commit: the first caller to find no I/O in progress becomes the leader: it takes
+  // every buffered record, releases the mutex and writes them ending with one
+  // File::WriteAndSync (a linked write + fdatasync), while appends go on into a fresh buffer;
+  // the others wait on a condition variable and return once the leader's sync covers them,
+  // or lead the next round with everything appended meanwhile.
   Status Sync(uint64_t lsn);
 
   // Reads the record at `loc`, checks its CRC, type (not kSegmentEnd) and length against
@@ -208,8 +210,8 @@ class Journal {
 
   // GUARDED_BY(mu_):
   uint64_t next_lsn_ = 1;
-  uint64_t written_lsn_ = 0;  // every LSN <= this has been written to its segment file
-  uint64_t durable_lsn_ = 0;  // every LSN <= this has been written and fdatasync'ed
+  uint64_t written_lsn_ = 0;     // every LSN <= this has been written to its segment file
+  uint64_t durable_lsn_ = 0;     // every LSN <= this has been written and fdatasync'ed
   uint64_t active_segment_ = 0;  // where Append puts records (may be ahead of the disk)
   uint64_t disk_segment_ = 0;    // the last segment whose file exists; those below are sealed
   uint64_t active_end_ = 0;      // logical end of the active segment: file + memory

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -194,8 +196,8 @@ TEST_F(JournalTest, AppendRejectsBadRecords) {
   EXPECT_TRUE(j_->Append(RecordType::kSegmentEnd, "x", &lsn, &loc).IsInvalidArgument());
   EXPECT_TRUE(j_->Append(static_cast<RecordType>(9), "x", &lsn, &loc).IsInvalidArgument());
   const size_t max = 4096 - kSegmentHeaderSize - 2 * kRecordHeaderSize;
-  EXPECT_TRUE(j_->Append(RecordType::kData, std::string(max + 1, 'x'), &lsn, &loc)
-                  .IsInvalidArgument());
+  EXPECT_TRUE(
+      j_->Append(RecordType::kData, std::string(max + 1, 'x'), &lsn, &loc).IsInvalidArgument());
   EXPECT_EQ(j_->LastLsn(), 0u);
   // The largest record fills a segment exactly, with room for its kSegmentEnd.
   Appended a = Append(1, max);
@@ -272,8 +274,8 @@ TEST_F(JournalTest, SegmentRotationAndReplayAcrossSegments) {
   ASSERT_TRUE(Open().ok());
   std::vector<Appended> recs;
   for (int i = 0; i < 300; i++) {
-    recs.push_back(Append(i, i % 11 == 0 ? 0 : 50 + (i * 7) % 400,
-                          static_cast<RecordType>(1 + i % 3)));
+    recs.push_back(
+        Append(i, i % 11 == 0 ? 0 : 50 + (i * 7) % 400, static_cast<RecordType>(1 + i % 3)));
   }
   auto ids = j_->SegmentIds();
   ASSERT_GT(ids.size(), 10u);
@@ -893,9 +895,9 @@ TEST_F(JournalTest, RandomizedCrash) {
     write_buffer_ = rng() % 2 == 0 ? 0 : rng() % 4000;
     ASSERT_TRUE(Open().ok());
     const uint64_t last = j_->LastLsn();
-    ASSERT_GE(last, synced);                 // every synced record survived
-    ASSERT_LT(last, model.size());           // and nothing appeared that was never appended
-    model.resize(last + 1);                  // records lost in the crash get new payloads
+    ASSERT_GE(last, synced);        // every synced record survived
+    ASSERT_LT(last, model.size());  // and nothing appeared that was never appended
+    model.resize(last + 1);         // records lost in the crash get new payloads
     std::vector<Record> got = ReplayAll();
     ASSERT_EQ(got.size(), last);
     for (uint64_t i = 0; i < got.size(); i++) {
