@@ -101,11 +101,20 @@ Result<Attr> Filesystem::GetAttr(uint64_t ino) {
 Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& caller) {
   std::shared_ptr<OpenInode> f;
   std::unique_lock<std::mutex> fl;
-  if (req.size) {
-    f = GetOpen(ino);
-    if (f) fl = std::unique_lock<std::mutex>(f->mu);
+  std::unique_lock<std::mutex> l;
+  while (true) {
+    // A truncation must see the open inode's buffers, and OpenInode::mu comes before mu_:
+    // take them in order, then make sure no open happened in between.
+    if (req.size) {
+      f = GetOpen(ino);
+      fl = f ? std::unique_lock<std::mutex>(f->mu) : std::unique_lock<std::mutex>();
+    }
+    l = std::unique_lock<std::mutex>(mu_);
+    if (!req.size) break;
+    auto it = open_.find(ino);
+    if ((it == open_.end() ? nullptr : it->second) == f) break;
+    l.unlock();
   }
-  std::lock_guard<std::mutex> l(mu_);
   RETURN_IF_ERROR(CheckWritable());
   ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
   if (!row) return Status::Posix(ENOENT);
