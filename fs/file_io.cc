@@ -11,6 +11,7 @@
 #include "fs/chunk_cache.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
+#include "fs/worker_pool.h"
 #include "journal/journal.h"
 #include "meta/meta_store.h"
 #include "meta/ops.h"
@@ -22,6 +23,8 @@ namespace {
 constexpr uint64_t kMaxFileSize = uint64_t{1} << 56;
 // Per-file cap on buffered chunks before they are written out.
 constexpr size_t kMaxDirtyChunksPerFile = 64;
+// Per-file cap on chunks waiting for or in the sealing pool.
+constexpr int kMaxSealingPerFile = 16;
 
 struct ZstdContexts {
   ZSTD_CCtx* c = ZSTD_createCCtx();
@@ -183,9 +186,13 @@ Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size
       uint64_t at = offset + pos;
       uint64_t idx = at / cs, in = at % cs;
       size_t part = static_cast<size_t>(std::min<uint64_t>(cs - in, n - pos));
-      auto it = f->dirty.find(idx);
-      if (it != f->dirty.end()) {
+      if (auto it = f->dirty.find(idx); it != f->dirty.end()) {
         std::memcpy(buf + pos, it->second.data.data() + in, part);
+      } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
+        const std::string& d = *sit->second;
+        size_t have = in < d.size() ? std::min(part, static_cast<size_t>(d.size() - in)) : 0;
+        if (have > 0) std::memcpy(buf + pos, d.data() + in, have);
+        std::memset(buf + pos + have, 0, part - have);
       } else {
         stored.push_back(Part{idx, in, part, pos});
       }
@@ -203,6 +210,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   std::shared_ptr<OpenInode> f;
   {
     std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(CheckWritable());
     auto h = handles_.find(fh);
     if (h == handles_.end() || h->second.ino != ino) return Status::Posix(EBADF);
     flags = h->second.flags;
@@ -211,11 +219,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
     f = it->second;
   }
   const uint64_t cs = sb_.chunk_size;
-  std::lock_guard<std::mutex> fl(f->mu);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    RETURN_IF_ERROR(CheckWritable());
-  }
+  std::unique_lock<std::mutex> fl(f->mu);
   if (flags & O_APPEND) offset = f->size;
   if (data.empty()) return size_t{0};
   if (offset + data.size() > kMaxFileSize || offset + data.size() < offset)
@@ -231,14 +235,16 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
       DirtyChunk c;
       c.data.resize(cs);
       c.since = Now();
-      bool covers = in == 0 && part == cs;
-      if (!covers) {
-        if (idx * cs < f->persisted_size) {
+      if (!(in == 0 && part == cs)) {
+        // A partial write: start from the chunk's current bytes.
+        if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
+          std::memcpy(c.data.data(), sit->second->data(), sit->second->size());
+        } else if (idx * cs < f->persisted_size) {
           RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data()));
-          // Bytes past the current size are zeros even if an older, longer chunk had data.
-          if (f->size < (idx + 1) * cs && f->size > idx * cs)
-            std::memset(c.data.data() + (f->size - idx * cs), 0, (idx + 1) * cs - f->size);
         }
+        // Bytes past the current size are zeros even if an older, longer chunk had data.
+        if (f->size < (idx + 1) * cs && f->size > idx * cs)
+          std::memset(c.data.data() + (f->size - idx * cs), 0, (idx + 1) * cs - f->size);
       }
       it = f->dirty.emplace(idx, std::move(c)).first;
       f->dirty_bytes += cs;
@@ -250,16 +256,20 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   }
   if (offset + data.size() > f->size) f->size = offset + data.size();
   f->mtime = Now();
-  for (uint64_t idx : full) RETURN_IF_ERROR(FlushChunk(ino, f.get(), idx));
+  for (uint64_t idx : full) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
   if (f->dirty.size() > kMaxDirtyChunksPerFile ||
-      dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes))
-    RETURN_IF_ERROR(FlushAll(ino, f.get()));
+      dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes)) {
+    while (!f->dirty.empty()) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, f->dirty.begin()->first));
+  }
   return data.size();
 }
 
-Status Filesystem::FlushChunk(uint64_t ino, OpenInode* f, uint64_t index) {
+Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f,
+                               std::unique_lock<std::mutex>& lk, uint64_t index) {
+  // One version of a chunk in flight at a time, and a bounded backlog per file.
+  f->cv.wait(lk, [&] { return !f->sealing.count(index) && f->inflight < kMaxSealingPerFile; });
   auto it = f->dirty.find(index);
-  if (it == f->dirty.end()) return Status::OK();
+  if (it == f->dirty.end()) return Status::OK();  // submitted by another thread meanwhile
   const uint64_t cs = sb_.chunk_size;
   DirtyChunk chunk = std::move(it->second);
   f->dirty.erase(it);
@@ -268,15 +278,39 @@ Status Filesystem::FlushChunk(uint64_t ino, OpenInode* f, uint64_t index) {
   uint64_t start = index * cs;
   if (start >= f->size) return Status::OK();  // cut off by a truncate
   uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(cs, f->size - start));
+  uint64_t file_size = std::max<uint64_t>(f->persisted_size, start + len);
+  f->persisted_size = file_size;
+  int64_t mtime = f->mtime;
+  chunk.data.resize(len);
+  if (!sealers_) {
+    // Not started (tools and tests that never mount): seal on this thread.
+    return SealAndStore(ino, index, len, file_size, mtime, chunk.data);
+  }
+  auto data = std::make_shared<const std::string>(std::move(chunk.data));
+  f->sealing[index] = data;
+  f->inflight++;
+  sealers_->Submit([this, ino, f, index, len, file_size, mtime, data] {
+    Status s = SealAndStore(ino, index, len, file_size, mtime, *data);
+    std::lock_guard<std::mutex> fl(f->mu);
+    auto sit = f->sealing.find(index);
+    if (sit != f->sealing.end() && sit->second == data) f->sealing.erase(sit);
+    f->inflight--;
+    if (!s.ok() && f->async_error.ok()) f->async_error = s;
+    f->cv.notify_all();
+  });
+  return Status::OK();
+}
 
+Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size,
+                                int64_t mtime, const std::string& data) {
   ChunkHeader h;
   h.ino = ino;
   h.index = index;
   h.logical_len = len;
-  h.file_size = std::max<uint64_t>(f->persisted_size, start + len);
-  h.mtime = f->mtime;
+  h.file_size = file_size;
+  h.mtime = mtime;
   std::string compressed;
-  std::string_view body(chunk.data.data(), len);
+  std::string_view body(data.data(), len);
   if (sb_.compression_level > 0) {
     compressed.resize(ZSTD_compressBound(len));
     size_t n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(),
@@ -313,15 +347,21 @@ Status Filesystem::FlushChunk(uint64_t ino, OpenInode* f, uint64_t index) {
       return s;
     }
   }
-  f->persisted_size = h.file_size;
-  chunk.data.resize(len);
-  cache_->Put(ino, index, h.version, std::make_shared<const std::string>(std::move(chunk.data)));
+  cache_->Put(ino, index, h.version, std::make_shared<const std::string>(data));
   return Status::OK();
 }
 
-Status Filesystem::FlushAll(uint64_t ino, OpenInode* f) {
-  while (!f->dirty.empty()) RETURN_IF_ERROR(FlushChunk(ino, f, f->dirty.begin()->first));
-  return Status::OK();
+Status Filesystem::Drain(OpenInode* f, std::unique_lock<std::mutex>& lk) {
+  f->cv.wait(lk, [&] { return f->inflight == 0; });
+  Status s = f->async_error;
+  f->async_error = Status::OK();
+  return s;
+}
+
+Status Filesystem::FlushAll(uint64_t ino, const std::shared_ptr<OpenInode>& f,
+                            std::unique_lock<std::mutex>& lk) {
+  while (!f->dirty.empty()) RETURN_IF_ERROR(SubmitChunk(ino, f, lk, f->dirty.begin()->first));
+  return Drain(f.get(), lk);
 }
 
 Status Filesystem::FlushOlderThan(int64_t deadline) {
@@ -331,11 +371,11 @@ Status Filesystem::FlushOlderThan(int64_t deadline) {
     open.assign(open_.begin(), open_.end());
   }
   for (auto& [ino, f] : open) {
-    std::lock_guard<std::mutex> fl(f->mu);
+    std::unique_lock<std::mutex> fl(f->mu);
     std::vector<uint64_t> old;
     for (auto& [idx, c] : f->dirty)
       if (c.since <= deadline) old.push_back(idx);
-    for (uint64_t idx : old) RETURN_IF_ERROR(FlushChunk(ino, f.get(), idx));
+    for (uint64_t idx : old) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
   }
   return Status::OK();
 }
@@ -343,16 +383,16 @@ Status Filesystem::FlushOlderThan(int64_t deadline) {
 Status Filesystem::Flush(uint64_t ino, uint64_t fh) {
   auto f = GetOpen(ino);
   if (!f) return Status::OK();
-  std::lock_guard<std::mutex> fl(f->mu);
-  return FlushAll(ino, f.get());
+  std::unique_lock<std::mutex> fl(f->mu);
+  return FlushAll(ino, f, fl);
 }
 
 Status Filesystem::Release(uint64_t ino, uint64_t fh) {
   Status s;
   auto f = GetOpen(ino);
   if (f) {
-    std::lock_guard<std::mutex> fl(f->mu);
-    s = FlushAll(ino, f.get());
+    std::unique_lock<std::mutex> fl(f->mu);
+    s = FlushAll(ino, f, fl);
   }
   std::lock_guard<std::mutex> l(mu_);
   handles_.erase(fh);
@@ -370,8 +410,8 @@ Status Filesystem::Release(uint64_t ino, uint64_t fh) {
 Status Filesystem::Fsync(uint64_t ino, bool datasync) {
   if (read_only_) return Status::OK();
   if (auto f = GetOpen(ino)) {
-    std::lock_guard<std::mutex> fl(f->mu);
-    RETURN_IF_ERROR(FlushAll(ino, f.get()));
+    std::unique_lock<std::mutex> fl(f->mu);
+    RETURN_IF_ERROR(FlushAll(ino, f, fl));
   }
   return journal_->Sync(journal_->LastLsn());
 }

@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "fs/chunk_cache.h"
 #include "fs/records.h"
+#include "fs/worker_pool.h"
 #include "journal/journal.h"
 #include "meta/meta_store.h"
 #include "meta/ops.h"
@@ -229,6 +230,8 @@ Status Filesystem::CleanOrphans() {
 
 Status Filesystem::Start() {
   if (read_only_) return Status::OK();
+  // Threads start here, not in Open: the CLI forks to daemonise in between.
+  sealers_ = std::make_unique<WorkerPool>(std::max(2u, std::thread::hardware_concurrency()));
   committer_ = std::thread([this] { CommitterLoop(); });
   return Status::OK();
 }
@@ -278,10 +281,11 @@ Status Filesystem::Shutdown() {
       open.assign(open_.begin(), open_.end());
     }
     for (auto& [ino, f] : open) {
-      std::lock_guard<std::mutex> fl(f->mu);
-      Status s = FlushAll(ino, f.get());
+      std::unique_lock<std::mutex> fl(f->mu);
+      Status s = FlushAll(ino, f, fl);
       if (first.ok()) first = s;
     }
+    sealers_.reset();
     Status s = SyncAndCommit();
     if (first.ok()) first = s;
   }

@@ -50,6 +50,7 @@ namespace strata::fs {
 
 class ChunkCache;
 class RecordCodec;
+class WorkerPool;
 
 inline constexpr uint64_t kRootIno = 1;
 inline constexpr size_t kMaxNameLen = 255;
@@ -110,8 +111,8 @@ class Filesystem {
                                                   const OpenOptions& options = {});
   ~Filesystem();
 
-  // Starts the background committer. Separate from Open so the CLI can daemonise (fork)
-  // between the two.
+  // Starts the background threads (committer, chunk sealing pool). Separate from Open so the
+  // CLI can daemonise (fork) between the two; without it, chunks are sealed by the caller.
   Status Start();
   // Flushes all dirty data, makes the journal durable, commits the metadata, checkpoints the
   // database. Called at unmount; also by the destructor.
@@ -180,8 +181,14 @@ class Filesystem {
     std::atomic<uint64_t> size{0};  // the file size programs see
     std::atomic<int64_t> mtime{0};
     std::atomic<uint64_t> dirty_bytes{0};
-    uint64_t persisted_size = 0;           // the size the journal knows
+    uint64_t persisted_size = 0;           // the size the journal knows (or will, once sealed)
     std::map<uint64_t, DirtyChunk> dirty;  // chunk index -> buffer
+    // Chunks handed to the sealing pool and not yet in the journal: readable from here.
+    // At most one per index, so a chunk's versions reach the journal in order.
+    std::map<uint64_t, std::shared_ptr<const std::string>> sealing;
+    int inflight = 0;
+    Status async_error;          // the first failure of a sealing job, reported at drain
+    std::condition_variable cv;  // signalled whenever a sealing job finishes
   };
   struct Handle {
     uint64_t ino;
@@ -214,11 +221,20 @@ class Filesystem {
 
   // Data path.
   std::shared_ptr<OpenInode> GetOpen(uint64_t ino);
-  // REQUIRES: f->mu held.
-  Status FlushChunk(uint64_t ino, OpenInode* f, uint64_t index);
-  Status FlushAll(uint64_t ino, OpenInode* f);
+  // Hands the dirty chunk to the sealing pool. REQUIRES: `lk` holds f->mu (it may be
+  // released while waiting for an earlier version of the same chunk or for pool room).
+  Status SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f,
+                     std::unique_lock<std::mutex>& lk, uint64_t index);
+  // Waits until no chunk of f is being sealed; returns (and clears) a sealing failure.
+  // REQUIRES: `lk` holds f->mu; mu_ not held.
+  Status Drain(OpenInode* f, std::unique_lock<std::mutex>& lk);
+  // Submits every dirty chunk and drains. Same requirements as Drain.
+  Status FlushAll(uint64_t ino, const std::shared_ptr<OpenInode>& f,
+                  std::unique_lock<std::mutex>& lk);
   Status FlushOlderThan(int64_t deadline);
-  Status TruncateOpen(uint64_t ino, OpenInode* f, uint64_t size);
+  // The sealing job: compress, seal, append, apply. Takes mu_.
+  Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
+                      const std::string& data);
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
   Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf);
   Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c);
@@ -234,6 +250,7 @@ class Filesystem {
   std::unique_ptr<journal::Journal> journal_;
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<RecordCodec> codec_;
+  std::unique_ptr<WorkerPool> sealers_;
   uint64_t replayed_from_ = 0, replayed_records_ = 0;
 
   std::mutex mu_;  // metadata: meta_, lookups_, open_, handles_

@@ -103,14 +103,13 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
   std::unique_lock<std::mutex> fl;
   std::unique_lock<std::mutex> l;
   while (true) {
-    // A truncation must see the open inode's buffers, and OpenInode::mu comes before mu_:
+    // A change must see the open inode's buffers, and OpenInode::mu comes before mu_:
     // take them in order, then make sure no open happened in between.
-    if (req.size) {
-      f = GetOpen(ino);
-      fl = f ? std::unique_lock<std::mutex>(f->mu) : std::unique_lock<std::mutex>();
-    }
+    // Chunks still being sealed carry the old size and mtime: let them land first.
+    f = GetOpen(ino);
+    fl = f ? std::unique_lock<std::mutex>(f->mu) : std::unique_lock<std::mutex>();
+    if (f) f->cv.wait(fl, [&] { return f->inflight == 0; });
     l = std::unique_lock<std::mutex>(mu_);
-    if (!req.size) break;
     auto it = open_.find(ino);
     if ((it == open_.end() ? nullptr : it->second) == f) break;
     l.unlock();

@@ -444,8 +444,12 @@ Status MetaStore::ApplyChunk(const Op& op) {
     STEP_DONE(q, "store chunk");
   }
   RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
-  PREP(u, "UPDATE inodes SET size = ?, mtime = ?, ctime = ? WHERE ino = ?");
-  u.Bind(1, op.size).Bind(2, op.mtime).Bind(3, op.mtime).Bind(4, op.ino);
+  // Chunks of one file may be sealed in parallel and land in any order: writes only ever grow
+  // a file and move its mtime forward. Truncations and utimes are separate ops.
+  PREP(u,
+       "UPDATE inodes SET size = MAX(size, ?1), mtime = MAX(mtime, ?2), ctime = MAX(ctime, ?2) "
+       "WHERE ino = ?3");
+  u.Bind(1, op.size).Bind(2, op.mtime).Bind(3, op.ino);
   STEP_DONE(u, "update size");
   return Status::OK();
 }
