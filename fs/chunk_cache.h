@@ -27,10 +27,16 @@ class ChunkCache {
     }
   };
   struct KeyHash {
+    // splitmix64 finaliser over all three fields: sequentially written files have versions
+    // that grow with the index, which a plain XOR cancels into a few shards.
+    static uint64_t Mix(uint64_t z) {
+      z += 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      return z ^ (z >> 31);
+    }
     size_t operator()(const Key& k) const {
-      uint64_t h =
-          k.ino * 0x9e3779b97f4a7c15ull ^ (k.index + 0x632be59bd9b4e019ull) * 31 ^ k.version;
-      return static_cast<size_t>(h ^ (h >> 29));
+      return static_cast<size_t>(Mix(Mix(Mix(k.ino) ^ k.index) ^ k.version));
     }
   };
   struct Shard {

@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/logging.h"
@@ -257,9 +258,20 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (offset + data.size() > f->size) f->size = offset + data.size();
   f->mtime = Now();
   for (uint64_t idx : full) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
+  // Over a limit: hand the oldest dirty chunks to the sealers (without waiting for them)
+  // until back under half of it, so a random writer sees no long stall.
+  auto over = [&] {
+    return f->dirty.size() > kMaxDirtyChunksPerFile / 2 ||
+           dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes / 2);
+  };
   if (f->dirty.size() > kMaxDirtyChunksPerFile ||
       dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes)) {
-    while (!f->dirty.empty()) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, f->dirty.begin()->first));
+    while (!f->dirty.empty() && over()) {
+      auto oldest = std::min_element(f->dirty.begin(), f->dirty.end(), [](auto& a, auto& b) {
+        return a.second.since < b.second.since;
+      });
+      RETURN_IF_ERROR(SubmitChunk(ino, f, fl, oldest->first));
+    }
   }
   return data.size();
 }

@@ -1,5 +1,6 @@
 // open, create, read, write, flush, release, fsync, fallocate.
 #include <memory>
+#include <vector>
 
 #include "fuse/dispatch.h"
 
@@ -28,10 +29,12 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Dispatch(req, "read", ino, [&](Request& r) {
-    std::unique_ptr<char[]> buf(new char[size]);
-    auto n = r.fs()->Read(ino, fi->fh, static_cast<uint64_t>(off), size, buf.get());
+    // One buffer per worker thread: a fresh allocation per read costs page faults.
+    thread_local std::vector<char> buf;
+    if (buf.size() < size) buf.resize(size);
+    auto n = r.fs()->Read(ino, fi->fh, static_cast<uint64_t>(off), size, buf.data());
     if (!n.ok()) return r.Error(n.status());
-    r.Buf(buf.get(), *n);
+    r.Buf(buf.data(), *n);
   });
 }
 
