@@ -40,6 +40,33 @@ ZstdContexts& Zstd() {
   return z;
 }
 
+// 16-bit little-endian samples (CT, MR, CR pixel data) have a high byte with few distinct
+// values and a noisy low byte; text and already-compressed data look alike in both planes.
+bool LooksLike16BitSamples(std::string_view d) {
+  if (d.size() < 1024) return false;
+  bool seen_even[256] = {}, seen_odd[256] = {};
+  int even = 0, odd = 0;
+  size_t n = std::min<size_t>(d.size() & ~size_t{1}, 8192);
+  for (size_t i = 0; i < n; i += 2) {
+    auto e = static_cast<unsigned char>(d[i]), o = static_cast<unsigned char>(d[i + 1]);
+    if (!seen_even[e]) seen_even[e] = true, even++;
+    if (!seen_odd[o]) seen_odd[o] = true, odd++;
+  }
+  return odd <= 48 && even >= 2 * odd;
+}
+
+void SplitPlanes(std::string_view in, std::string* out) {
+  out->resize(in.size());
+  size_t half = (in.size() + 1) / 2;
+  for (size_t i = 0; i < in.size(); i++) (*out)[(i & 1) ? half + i / 2 : i / 2] = in[i];
+}
+
+void JoinPlanes(std::string_view in, std::string* out) {
+  out->resize(in.size());
+  size_t half = (in.size() + 1) / 2;
+  for (size_t i = 0; i < in.size(); i++) (*out)[i] = in[(i & 1) ? half + i / 2 : i / 2];
+}
+
 }  // namespace
 
 std::shared_ptr<Filesystem::OpenInode> Filesystem::GetOpen(uint64_t ino) {
@@ -123,11 +150,15 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
   auto data = std::make_shared<std::string>();
   if (s.ok()) {
     if (got.compressed) {
-      data->resize(got.logical_len);
-      size_t n =
-          ZSTD_decompressDCtx(Zstd().d, data->data(), data->size(), body.data(), body.size());
-      if (ZSTD_isError(n) || n != got.logical_len)
+      thread_local std::string planes;
+      std::string* dst = got.planes ? &planes : data.get();
+      dst->resize(got.logical_len);
+      size_t n = ZSTD_decompressDCtx(Zstd().d, dst->data(), dst->size(), body.data(), body.size());
+      if (ZSTD_isError(n) || n != got.logical_len) {
         s = Status::Corruption("chunk does not decompress to its recorded length");
+      } else if (got.planes) {
+        JoinPlanes(planes, data.get());
+      }
     } else if (body.size() != got.logical_len) {
       s = Status::Corruption("raw chunk length differs from its recorded length");
     } else {
@@ -324,13 +355,22 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
   std::string compressed;
   std::string_view body(data.data(), len);
   if (sb_.compression_level > 0) {
+    thread_local std::string planes;
+    std::string_view input = body;
+    if (LooksLike16BitSamples(body)) {
+      SplitPlanes(body, &planes);
+      input = planes;
+      h.planes = true;
+    }
     compressed.resize(ZSTD_compressBound(len));
-    size_t n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(),
-                                 body.size(), sb_.compression_level);
+    size_t n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), input.data(),
+                                 input.size(), sb_.compression_level);
     if (!ZSTD_isError(n) && n < len) {
       compressed.resize(n);
       body = compressed;
       h.compressed = true;
+    } else {
+      h.planes = false;  // stored raw, as written
     }
   }
   std::string payload;

@@ -32,7 +32,7 @@ Status RecordCodec::SealChunk(ChunkHeader* h, std::string_view body, std::string
   out->clear();
   out->reserve(kChunkHeaderSize + body.size() + crypto::kSealOverhead);
   out->push_back(1);
-  out->push_back(h->compressed ? 1 : 0);
+  out->push_back(static_cast<char>((h->compressed ? 1 : 0) | (h->planes ? 2 : 0)));
   PutFixed16(out, 0);
   PutFixed32(out, h->logical_len);
   PutFixed64(out, h->ino);
@@ -47,7 +47,10 @@ Status RecordCodec::SealChunk(ChunkHeader* h, std::string_view body, std::string
 Status RecordCodec::ParseChunkHeader(std::string_view p, ChunkHeader* h) {
   if (p.size() < kChunkHeaderSize + crypto::kSealOverhead || p[0] != 1)
     return Status::Corruption("data record: bad header");
+  if (p[1] & ~3) return Status::Corruption("data record: unknown flags");
   h->compressed = (p[1] & 1) != 0;
+  h->planes = (p[1] & 2) != 0;
+  if (h->planes && !h->compressed) return Status::Corruption("data record: bad flags");
   h->logical_len = DecodeFixed32(p.data() + 4);
   h->ino = DecodeFixed64(p.data() + 8);
   h->index = DecodeFixed64(p.data() + 16);

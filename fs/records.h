@@ -2,10 +2,10 @@
 // Normative spec: docs/formats/records.md.
 //
 // kData (one chunk of one file), 48-byte plaintext header then the sealed chunk:
-//   0 u8 format=1 | 1 u8 flags (bit0: zstd) | 2 u16 0 | 4 u32 logical_len | 8 u64 ino |
-//   16 u64 chunk index | 24 u64 version | 32 u64 file size after | 40 i64 mtime ns |
-//   48 nonce(12) ciphertext tag(16)
-//   AEAD associated data = "strata-chunk-1" | fs uuid | header bytes [0,48)
+//   0 u8 format=1 | 1 u8 flags (bit0: zstd, bit1: byte planes) | 2 u16 0 | 4 u32 logical_len | 8
+//   u64 ino | 16 u64 chunk index | 24 u64 version | 32 u64 file size after | 40 i64 mtime ns | 48
+//   nonce(12) ciphertext tag(16) AEAD associated data = "strata-chunk-1" | fs uuid | header bytes
+//   [0,48)
 // kMeta (one metadata op), 16-byte header then the sealed op (meta/ops.h encoding):
 //   0 u8 format=1 | 1..7 zero | 8 u64 version | 16 nonce ciphertext tag
 //   associated data = "strata-meta-1" | fs uuid | header bytes [0,16)
@@ -30,6 +30,9 @@ namespace strata::fs {
 struct ChunkHeader {
   uint32_t logical_len = 0;
   bool compressed = false;
+  // The compressed plaintext is the chunk split in two byte planes (even offsets, then odd):
+  // 16-bit image data compresses better and faster that way.
+  bool planes = false;
   uint64_t ino = 0, index = 0, version = 0, file_size = 0;
   int64_t mtime = 0;
 };
