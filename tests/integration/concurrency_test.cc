@@ -195,8 +195,8 @@ TEST_F(ConcurrencyTest, DisjointRegionsOfOneFileWithReaders) {
           break;
         }
         if (static_cast<size_t>(got) != std::min(len, kSize - off)) {
-          errors.Add("short read: " + std::to_string(got) + " of " + std::to_string(len) +
-                     " at " + std::to_string(off) + " in a file of " + std::to_string(kSize));
+          errors.Add("short read: " + std::to_string(got) + " of " + std::to_string(len) + " at " +
+                     std::to_string(off) + " in a file of " + std::to_string(kSize));
           break;
         }
         for (size_t k = 0; k < static_cast<size_t>(got); ++k) {
@@ -306,9 +306,9 @@ TEST_F(ConcurrencyTest, DozensOfReadersOfOneStudy) {
         const size_t len = std::min(data.size() - off, 1 + rng() % buf.size());
         const auto t0 = std::chrono::steady_clock::now();
         ssize_t got = PreadAll(fd, buf.data(), len, static_cast<off_t>(off));
-        const double ms = std::chrono::duration<double, std::milli>(
-                              std::chrono::steady_clock::now() - t0)
-                              .count();
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
         worst_ms[static_cast<size_t>(r)] = std::max(worst_ms[static_cast<size_t>(r)], ms);
         if (got != static_cast<ssize_t>(len) || memcmp(buf.data(), data.data() + off, len) != 0) {
           errors.Add("reader " + std::to_string(r) + ": wrong data at " + std::to_string(off) +
@@ -364,8 +364,8 @@ TEST_F(ConcurrencyTest, CreatorsInOneDirectory) {
       EXPECT_TRUE(listed.insert(n).second) << when << ": " << n << " listed twice";
     }
     closedir(d);
-    EXPECT_TRUE(listed == expected) << when << ": " << listed.size() << " names listed, "
-                                    << expected.size() << " expected";
+    EXPECT_TRUE(listed == expected)
+        << when << ": " << listed.size() << " names listed, " << expected.size() << " expected";
     for (const std::string& n : expected) {
       std::string contents;
       EXPECT_TRUE(ReadWholeFile(dir + "/" + n, &contents)) << when << ": " << n;

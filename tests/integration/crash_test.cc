@@ -161,8 +161,8 @@ std::string FileName(int dir, int file) {
     const uint64_t content_seed = rng();
     const int data_kind = static_cast<int>(uniform(0, 3));
     const size_t size = uniform(0, 99) < 10 ? uniform(0, 3 << 20) : uniform(0, 300 * 1024);
-    const std::string args = std::to_string(content_seed) + " " + std::to_string(size) + " " +
-                             std::to_string(data_kind);
+    const std::string args =
+        std::to_string(content_seed) + " " + std::to_string(size) + " " + std::to_string(data_kind);
     const uint64_t action = uniform(0, 99);
 
     if (action < 35) {  // write and fsync
@@ -277,8 +277,8 @@ class CrashTest : public MountFixture, public ::testing::WithParamInterface<Cras
             size_t k = 0;
             while (k < contents.size() && k < e.content.size() && contents[k] == e.content[k]) ++k;
             ADD_FAILURE() << when << ": " << name << " was fsynced with " << e.content.size()
-                          << " bytes but has " << contents.size()
-                          << " bytes, first difference at " << k;
+                          << " bytes but has " << contents.size() << " bytes, first difference at "
+                          << k;
           }
           break;
         case Expect::kEither: {
@@ -318,8 +318,8 @@ class CrashTest : public MountFixture, public ::testing::WithParamInterface<Cras
         const std::string child = rel.empty() ? n : rel + "/" + n;
         struct stat st {};
         if (lstat((mnt() + "/" + child).c_str(), &st) != 0) {
-          ADD_FAILURE() << when << ": readdir lists " << child << " but lstat fails: "
-                        << ErrnoName(errno);
+          ADD_FAILURE() << when << ": readdir lists " << child
+                        << " but lstat fails: " << ErrnoName(errno);
           continue;
         }
         if (rel.empty() && allowed.count(child) == 0) continue;  // the fs's own root entries
@@ -388,8 +388,8 @@ TEST_P(CrashTest, FsyncedDataSurvivesKill9) {
     ASSERT_GE(writer, 0);
     if (writer == 0) WriterMain(mnt(), LogPath(), state, writer_seed);
 
-    // The random moment: after 1 to 40 more logged steps, plus up to 15 ms.
-    const size_t wanted = 1 + rng() % 40;
+    // The random moment: after 1 to 120 more logged steps, plus up to 15 ms.
+    const size_t wanted = 1 + rng() % 120;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     int writer_status = 0;
     bool writer_died = false;
@@ -411,8 +411,7 @@ TEST_P(CrashTest, FsyncedDataSurvivesKill9) {
       for (const std::string& l : ReadLog(log_start)) {
         if (l.rfind("E ", 0) == 0) errors += l + "\n";
       }
-      FAIL() << "the writer failed before the kill (" << DescribeWaitStatus(writer_status)
-             << "):\n"
+      FAIL() << "the writer failed before the kill (" << DescribeWaitStatus(writer_status) << "):\n"
              << errors;
     }
 
@@ -434,6 +433,16 @@ TEST_P(CrashTest, FsyncedDataSurvivesKill9) {
     ASSERT_NO_FATAL_FAILURE(Settle(&state));
   }
   RecordProperty("logged_steps", std::to_string(total_lines));
+  size_t exact = 0;
+  uint64_t bytes = 0;
+  for (const auto& [name, e] : state) {
+    if (e.kind == Expect::kExact) {
+      ++exact;
+      bytes += e.content.size();
+    }
+  }
+  std::cout << "crash test: " << total_lines << " side-log lines over " << iterations << " kills; "
+            << exact << " files (" << bytes << " bytes) checked at the end\n";
 
   ASSERT_NO_FATAL_FAILURE(Remount());
   Verify(state, "after the final clean remount");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -33,8 +34,8 @@ void AppendRandom(uint64_t& state, size_t len, std::string* out) {
 
 void AppendText(uint64_t& state, size_t len, std::string* out) {
   static const char* const kWords[] = {
-      "study ",  "series ", "instance ", "patient ", "modality CT ", "MR ",  "report ",
-      "normal ", "finding ", "contrast ", "axial ",    "slice ",   "0.625mm ",     "\n",
+      "study ",  "series ",  "instance ", "patient ", "modality CT ", "MR ",      "report ",
+      "normal ", "finding ", "contrast ", "axial ",   "slice ",       "0.625mm ", "\n",
   };
   const size_t target = out->size() + len;
   while (out->size() < target) {
@@ -69,9 +70,9 @@ std::string OpenFlags(int flags) {
       break;
   }
   const std::pair<int, const char*> kNames[] = {
-      {O_CREAT, "O_CREAT"},         {O_EXCL, "O_EXCL"},         {O_TRUNC, "O_TRUNC"},
-      {O_APPEND, "O_APPEND"},       {O_DIRECTORY, "O_DIRECTORY"}, {O_NOFOLLOW, "O_NOFOLLOW"},
-      {O_NONBLOCK, "O_NONBLOCK"},   {O_SYNC, "O_SYNC"},
+      {O_CREAT, "O_CREAT"},       {O_EXCL, "O_EXCL"},           {O_TRUNC, "O_TRUNC"},
+      {O_APPEND, "O_APPEND"},     {O_DIRECTORY, "O_DIRECTORY"}, {O_NOFOLLOW, "O_NOFOLLOW"},
+      {O_NONBLOCK, "O_NONBLOCK"}, {O_SYNC, "O_SYNC"},
   };
   int rest = flags & ~O_ACCMODE & ~O_CLOEXEC;
   for (const auto& [bit, name] : kNames) {
@@ -259,8 +260,7 @@ void Sys::Write(int slot, std::string_view data) {
 }
 
 void Sys::Pwrite(int slot, std::string_view data, off_t off) {
-  Rec("pwrite#" + std::to_string(slot) + "(" + Summary(data) + ", " +
-          std::to_string(off) + ")",
+  Rec("pwrite#" + std::to_string(slot) + "(" + Summary(data) + ", " + std::to_string(off) + ")",
       pwrite(fd(slot), data.data(), data.size(), off));
 }
 
@@ -290,8 +290,8 @@ void Sys::Pread(int slot, size_t len, off_t off) {
 }
 
 void Sys::Lseek(int slot, off_t off, int whence) {
-  Rec("lseek#" + std::to_string(slot) + "(" + std::to_string(off) + ", " +
-          std::to_string(whence) + ")",
+  Rec("lseek#" + std::to_string(slot) + "(" + std::to_string(off) + ", " + std::to_string(whence) +
+          ")",
       lseek(fd(slot), off, whence));
 }
 
@@ -364,8 +364,7 @@ void Sys::Renameat2(std::string_view from, std::string_view to, unsigned flags) 
   if (flags & RENAME_NOREPLACE) f += "RENAME_NOREPLACE";
   if (flags & RENAME_EXCHANGE) f += (f.empty() ? "" : "|") + std::string("RENAME_EXCHANGE");
   if (f.empty()) f = "0";
-  long rc = syscall(SYS_renameat2, AT_FDCWD, Path(from).c_str(), AT_FDCWD, Path(to).c_str(),
-                    flags);
+  long rc = syscall(SYS_renameat2, AT_FDCWD, Path(from).c_str(), AT_FDCWD, Path(to).c_str(), flags);
   Rec("renameat2(" + Printable(from) + ", " + Printable(to) + ", " + f + ")", rc);
 }
 
@@ -428,10 +427,9 @@ void Sys::Utimens(std::string_view rel, timespec atime, timespec mtime, int flag
       rc, std::move(data));
 }
 
-void Sys::Setxattr(std::string_view rel, std::string_view name, std::string_view value,
-                   int flags) {
-  Rec("setxattr(" + Printable(rel) + ", " + Printable(name) + ", " +
-          Summary(value) + ", " + std::to_string(flags) + ")",
+void Sys::Setxattr(std::string_view rel, std::string_view name, std::string_view value, int flags) {
+  Rec("setxattr(" + Printable(rel) + ", " + Printable(name) + ", " + Summary(value) + ", " +
+          std::to_string(flags) + ")",
       setxattr(Path(rel).c_str(), std::string(name).c_str(), value.data(), value.size(), flags));
 }
 
@@ -440,8 +438,8 @@ void Sys::Getxattr(std::string_view rel, std::string_view name, size_t size) {
   ssize_t n = getxattr(Path(rel).c_str(), std::string(name).c_str(),
                        size == 0 ? nullptr : buf.data(), size);
   buf.resize(n > 0 && size > 0 ? static_cast<size_t>(n) : 0);
-  Rec("getxattr(" + Printable(rel) + ", " + Printable(name) + ", " + std::to_string(size) + ")",
-      n, std::move(buf));
+  Rec("getxattr(" + Printable(rel) + ", " + Printable(name) + ", " + std::to_string(size) + ")", n,
+      std::move(buf));
 }
 
 void Sys::Listxattr(std::string_view rel, size_t size) {
@@ -555,6 +553,23 @@ std::string CompareEvents(const std::vector<Event>& expected, const std::vector<
     os << "step " << i << ": " << why << "\n";
     const size_t from = i >= 8 ? i - 8 : 0;
     for (size_t k = from; k < i; ++k) os << "    [" << k << "] " << Describe(expected[k]) << "\n";
+    // For a descriptor call, show where that slot was opened.
+    if (i < expected.size()) {
+      const std::string& call = expected[i].call;
+      const size_t hash = call.find('#');
+      if (hash != std::string::npos && call.rfind("open#", 0) != 0) {
+        size_t end = hash + 1;
+        while (end < call.size() && isdigit(static_cast<unsigned char>(call[end]))) ++end;
+        const std::string open_prefix = "open" + call.substr(hash, end - hash) + "(";
+        for (size_t k = i; k-- > 0;) {
+          if (expected[k].call.rfind(open_prefix, 0) == 0) {
+            if (k < from)
+              os << "    (slot opened at [" << k << "] " << Describe(expected[k]) << ")\n";
+            break;
+          }
+        }
+      }
+    }
     if (i < expected.size()) os << "  " << expected_name << ": " << Describe(expected[i]) << "\n";
     if (i < actual.size()) os << "  " << actual_name << ": " << Describe(actual[i]) << "\n";
     return os.str();
@@ -681,8 +696,7 @@ std::vector<std::string> DiffTrees(const Tree& expected, const Tree& actual,
       }
       const bool compare_nlink = !S_ISDIR(e.mode) || e.nlink != 1;
       if (compare_nlink && e.nlink != a.nlink) {
-        add(path, "nlink " + std::to_string(e.nlink) + " expected, got " +
-                      std::to_string(a.nlink));
+        add(path, "nlink " + std::to_string(e.nlink) + " expected, got " + std::to_string(a.nlink));
       }
     }
     if (!S_ISDIR(e.mode) && e.size != a.size) {

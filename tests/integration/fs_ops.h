@@ -44,10 +44,10 @@ std::string Summary(std::string_view data);
 // ---- Recorded syscalls ------------------------------------------------------------------------
 
 struct Event {
-  std::string call;    // e.g. `open("d/f", O_RDWR|O_CREAT, 0644)`; paths relative to the root
-  long long ret = 0;   // normalised: a successful open() records 0, not the fd number
-  int err = 0;         // errno when the call failed, else 0
-  std::string data;    // what the call produced: bytes read, a stat summary, names listed
+  std::string call;   // e.g. `open("d/f", O_RDWR|O_CREAT, 0644)`; paths relative to the root
+  long long ret = 0;  // normalised: a successful open() records 0, not the fd number
+  int err = 0;        // errno when the call failed, else 0
+  std::string data;   // what the call produced: bytes read, a stat summary, names listed
 };
 std::string Describe(const Event& e);
 
@@ -141,10 +141,10 @@ struct Node {
   ino_t ino = 0;
   timespec mtime{};
   timespec ctime{};
-  int error = 0;                     // errno of a failed lstat, read, readdir or readlink
-  std::string link_target;           // symlinks
-  uint64_t hash = 0;                 // regular files: Fnv1a of the contents
-  std::vector<std::string> entries;  // directories: sorted names, without "." and ".."
+  int error = 0;                              // errno of a failed lstat, read, readdir or readlink
+  std::string link_target;                    // symlinks
+  uint64_t hash = 0;                          // regular files: Fnv1a of the contents
+  std::vector<std::string> entries;           // directories: sorted names, without "." and ".."
   std::map<std::string, std::string> xattrs;  // user.* only
 };
 using Tree = std::map<std::string, Node>;  // path relative to the root; "" is the root itself

@@ -104,8 +104,8 @@ TEST_F(LifecycleTest, SigintUnmountsCleanly) {
 TEST_F(LifecycleTest, BackgroundMountIsReadyWhenTheCommandReturns) {
   ASSERT_NO_FATAL_FAILURE(WriteProbe());
   ASSERT_NO_FATAL_FAILURE(Unmount());
-  CommandResult r = RunCommand({StrataBinary(), "mount", config_path(), mnt()},
-                               std::chrono::seconds(30));
+  CommandResult r =
+      RunCommand({StrataBinary(), "mount", config_path(), mnt()}, std::chrono::seconds(30));
   ASSERT_TRUE(r.Succeeded()) << "strata mount (background): " << r.Describe();
   EXPECT_TRUE(IsMountPoint(mnt())) << "the mount must be in place when `strata mount` returns";
   ExpectProbe("through the background mount");
@@ -179,8 +179,8 @@ TEST_F(LifecycleTest, MissingKeyFileIsReportedByPath) {
   ASSERT_NO_FATAL_FAILURE(Unmount());
   const std::string moved = key_path() + ".away";
   ASSERT_EQ(rename(key_path().c_str(), moved.c_str()), 0);
-  CommandResult r = RunCommand({StrataBinary(), "mount", config_path(), mnt()},
-                               std::chrono::seconds(30));
+  CommandResult r =
+      RunCommand({StrataBinary(), "mount", config_path(), mnt()}, std::chrono::seconds(30));
   const bool mounted = IsMountPoint(mnt());
   if (mounted) RunCommand({"fusermount3", "-u", mnt()});
   ASSERT_EQ(rename(moved.c_str(), key_path().c_str()), 0);
@@ -224,8 +224,8 @@ TEST_F(LifecycleTest, SecondMountOfTheSameFilesystemIsRefused) {
   const std::string second = root() + "/mnt2";
   ASSERT_EQ(mkdir(second.c_str(), 0755), 0);
   // Background mode, so a wrongly successful mount returns instead of blocking.
-  CommandResult r = RunCommand({StrataBinary(), "mount", config_path(), second},
-                               std::chrono::seconds(30));
+  CommandResult r =
+      RunCommand({StrataBinary(), "mount", config_path(), second}, std::chrono::seconds(30));
   const bool mounted = IsMountPoint(second);
   if (mounted) RunCommand({"fusermount3", "-u", second});
   EXPECT_FALSE(mounted) << "two daemons must never serve the same hot tier";

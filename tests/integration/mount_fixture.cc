@@ -144,8 +144,7 @@ std::string DescribeWaitStatus(int status) {
 }
 
 bool CommandResult::Succeeded() const {
-  return !timed_out && wait_status != -1 && WIFEXITED(wait_status) &&
-         WEXITSTATUS(wait_status) == 0;
+  return !timed_out && wait_status != -1 && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
 }
 
 int CommandResult::ExitCode() const {
@@ -314,8 +313,8 @@ void MountFixture::SetUp() {
   }
   unsigned char key[32];
   ASSERT_EQ(getrandom(key, sizeof key, 0), static_cast<ssize_t>(sizeof key));
-  ASSERT_TRUE(WriteWholeFile(key_, std::string_view(reinterpret_cast<char*>(key), sizeof key),
-                             0600));
+  ASSERT_TRUE(
+      WriteWholeFile(key_, std::string_view(reinterpret_cast<char*>(key), sizeof key), 0600));
   WriteConfig();
   ASSERT_NO_FATAL_FAILURE(Mkfs());
   if (mount_in_setup_) {
@@ -407,8 +406,7 @@ void MountFixture::Mount() {
   ASSERT_EQ(stat(root_.c_str(), &root_st), 0);
   ASSERT_NE(mnt_st.st_dev, root_st.st_dev) << mnt_ << " is mounted but stat shows the host fs";
   ASSERT_TRUE(S_ISDIR(mnt_st.st_mode)) << "the root of the filesystem is not a directory";
-  const auto ms =
-      std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
   RecordProperty("mount_ms_" + std::to_string(mount_count_), static_cast<int>(ms));
 }
 
@@ -491,8 +489,9 @@ void MountFixture::ForceCleanup() {
     if (IsMountPoint(mnt_)) {
       CommandResult r = RunCommand({"fusermount3", "-u", mnt_});
       if (!r.Succeeded()) {
-        ADD_FAILURE() << "TearDown: fusermount3 -u " << mnt_ << " failed (a file left open?): "
-                      << r.Describe() << "\nforcing a lazy unmount";
+        ADD_FAILURE() << "TearDown: fusermount3 -u " << mnt_
+                      << " failed (a file left open?): " << r.Describe()
+                      << "\nforcing a lazy unmount";
         RunCommand({"fusermount3", "-uz", mnt_});
       }
     }

@@ -73,8 +73,7 @@ std::vector<Needle> NeedlesFor(const std::string& label, const std::string& mark
   needles.push_back({label + " (UTF-16LE)", utf16});
   for (size_t k = 0; k < 3; ++k) {
     needles.push_back({label + " (base64)", Base64Of(std::string_view(marker).substr(k), false)});
-    needles.push_back(
-        {label + " (base64url)", Base64Of(std::string_view(marker).substr(k), true)});
+    needles.push_back({label + " (base64url)", Base64Of(std::string_view(marker).substr(k), true)});
   }
   return needles;
 }

@@ -60,8 +60,7 @@ class PosixCompareTest : public MountFixture {
       strata_events = s.events();
     }
     std::string report = CompareEvents(native_events, strata_events);
-    EXPECT_TRUE(report.empty()) << "syscall results differ from the native filesystem:\n"
-                                << report;
+    EXPECT_TRUE(report.empty()) << "syscall results differ from the native filesystem:\n" << report;
     report = CompareDirs(n, m, diff);
     EXPECT_TRUE(report.empty()) << "resulting trees differ:\n" << report;
   }
@@ -87,9 +86,9 @@ TEST_F(PosixCompareTest, RegularFileBasics) {
     s.Write(0, "");
     s.Close(0);
     s.Open(1, "f", O_CREAT | O_EXCL | O_WRONLY, 0644);  // EEXIST
-    s.Open(1, "missing", O_RDONLY);                      // ENOENT
-    s.Open(1, "f", O_RDONLY | O_DIRECTORY);              // ENOTDIR
-    s.Open(1, "f/x", O_RDONLY);                          // ENOTDIR
+    s.Open(1, "missing", O_RDONLY);                     // ENOENT
+    s.Open(1, "f", O_RDONLY | O_DIRECTORY);             // ENOTDIR
+    s.Open(1, "f/x", O_RDONLY);                         // ENOTDIR
     s.Mkdir("d");
     s.Open(1, "d", O_WRONLY);                // EISDIR
     s.Open(1, "d", O_RDONLY | O_DIRECTORY);  // fine
@@ -381,8 +380,8 @@ void CheckReaddirUnderMutation(const std::string& dir) {
   EXPECT_EQ(errno, 0) << "readdir failed: " << ErrnoName(errno);
   for (const std::string& n : std::set<std::string>(seen.begin(), seen.end())) {
     EXPECT_EQ(seen.count(n), 1u) << n << " returned " << seen.count(n) << " times";
-    const bool known = n == "." || n == ".." || ((n[0] == 'k' || n[0] == 'r' || n[0] == 'n') &&
-                                                 n.size() == 4);
+    const bool known =
+        n == "." || n == ".." || ((n[0] == 'k' || n[0] == 'r' || n[0] == 'n') && n.size() == 4);
     EXPECT_TRUE(known) << "readdir returned a name that never existed: " << Printable(n);
   }
   for (int i = 0; i < 300; ++i) {
@@ -438,9 +437,9 @@ TEST_F(PosixCompareTest, Symlinks) {
     s.Stat("dangling");  // ENOENT
     s.Lstat("dangling");
     s.Readlink("dangling");
-    s.Readlink("target");  // EINVAL
-    s.Readlink("nope");    // ENOENT
-    s.Symlink("x", "l1");  // EEXIST
+    s.Readlink("target");                    // EINVAL
+    s.Readlink("nope");                      // ENOENT
+    s.Symlink("x", "l1");                    // EEXIST
     s.Open(0, "l1", O_RDONLY | O_NOFOLLOW);  // ELOOP
     s.Mkdir("d");
     s.Symlink("d", "ld");
@@ -549,10 +548,10 @@ TEST_F(PosixCompareTest, RenameDirectories) {
     s.Mkdir("src");
     s.Rename("src", "full");  // ENOTEMPTY
     s.WriteFile("file", "f");
-    s.Rename("src", "file");                 // ENOTDIR
-    s.Rename("file", "src");                 // EISDIR
-    s.Rename("empty", "empty/sub/deeper");   // EINVAL: into itself
-    s.Rename("empty/sub", "src/moved");      // moving changes both parents' nlink
+    s.Rename("src", "file");                // ENOTDIR
+    s.Rename("file", "src");                // EISDIR
+    s.Rename("empty", "empty/sub/deeper");  // EINVAL: into itself
+    s.Rename("empty/sub", "src/moved");     // moving changes both parents' nlink
     s.ReadDir("src");
     s.ReadFile("src/moved/f");
     s.Rename("src", "renamed");
@@ -578,8 +577,8 @@ TEST_F(PosixCompareTest, RenameNoReplaceAndExchange) {
     s.Lstat("d");
     s.ReadFile("d");
     s.ReadDir("b");
-    s.Renameat2("b", "nonexistent", RENAME_EXCHANGE);               // ENOENT
-    s.Renameat2("b", "d", RENAME_NOREPLACE | RENAME_EXCHANGE);      // EINVAL
+    s.Renameat2("b", "nonexistent", RENAME_EXCHANGE);           // ENOENT
+    s.Renameat2("b", "d", RENAME_NOREPLACE | RENAME_EXCHANGE);  // EINVAL
   });
 }
 
@@ -600,10 +599,21 @@ TEST_F(PosixCompareTest, NamesAndNameLimits) {
     while (utf8_255.size() + 3 <= 255) utf8_255 += "\xe6\x97\xa5";  // 日
     s.WriteFile(utf8_255, "utf8");
     s.Stat(utf8_255);
-    const char* const kNames[] = {"a b",      " lead", "trail ", "\xc3\xbc\xe6\x97\xa5\xe6\x9c\xac",
-                                  "\t\n\x7f\xfe\xff", ".hidden", "...", "-dash",
-                                  "#x",       "x:y",   "*?",     "\\back",
-                                  "CASE",     "case",  "1.2.840.10008.5.1.4.1.1.2"};
+    const char* const kNames[] = {"a b",
+                                  " lead",
+                                  "trail ",
+                                  "\xc3\xbc\xe6\x97\xa5\xe6\x9c\xac",
+                                  "\t\n\x7f\xfe\xff",
+                                  ".hidden",
+                                  "...",
+                                  "-dash",
+                                  "#x",
+                                  "x:y",
+                                  "*?",
+                                  "\\back",
+                                  "CASE",
+                                  "case",
+                                  "1.2.840.10008.5.1.4.1.1.2"};
     for (const char* name : kNames) s.WriteFile(name, name);
     for (const char* name : kNames) s.ReadFile(name);
     s.ReadDir("");
@@ -846,8 +856,8 @@ TEST_F(PosixCompareTest, UserXattrs) {
   const std::string m = StrataDir("w");
   ASSERT_EQ(mkdir(n.c_str(), 0755), 0);
   ASSERT_EQ(mkdir(m.c_str(), 0755), 0) << ErrnoName(errno);
-  const bool native_has_xattrs =
-      setxattr(n.c_str(), "user.probe", "1", 1, 0) == 0 && removexattr(n.c_str(), "user.probe") == 0;
+  const bool native_has_xattrs = setxattr(n.c_str(), "user.probe", "1", 1, 0) == 0 &&
+                                 removexattr(n.c_str(), "user.probe") == 0;
   std::vector<Event> native_events;
   if (native_has_xattrs) {
     SCOPED_TRACE("native reference");
@@ -1001,7 +1011,7 @@ void BuildRichTree(Sys& s, bool root) {
   const size_t sizes[] = {0, 1, 4095, 4096, 131071, 131072, 131073, kMiB + 17, 3 * kMiB};
   int i = 0;
   for (size_t size : sizes) {
-    const DataKind kind = (i % 3 == 0) ? DataKind::kText
+    const DataKind kind = (i % 3 == 0)   ? DataKind::kText
                           : (i % 3 == 1) ? DataKind::kRandom
                                          : DataKind::kMixed;
     s.WriteFile("studies/1.2.3/series-1/img" + std::to_string(i) + ".dcm",
@@ -1054,9 +1064,9 @@ void ModifyRichTree(Sys& s) {
   s.Pwrite(1, MakeData(31, 150 * kKiB, DataKind::kRandom), kMiB - 1000);
   s.Close(1);
   for (int i = 0; i < 20; ++i) {
-    s.WriteFile("new" + std::to_string(i), MakeData(40 + static_cast<uint64_t>(i),
-                                                    static_cast<size_t>(i) * 37 * kKiB,
-                                                    DataKind::kMixed));
+    s.WriteFile("new" + std::to_string(i),
+                MakeData(40 + static_cast<uint64_t>(i), static_cast<size_t>(i) * 37 * kKiB,
+                         DataKind::kMixed));
   }
   s.Unlink("studies/linked2");
   s.Rename("studies/new-name", "renamed-after-remount");
@@ -1124,7 +1134,7 @@ class PermissionTest : public PosixCompareTest {
 };
 
 struct NobodyResults {
-  int open_private_read = -1;   // errno, 0 on success
+  int open_private_read = -1;  // errno, 0 on success
   int open_public_read = -1;
   int public_contents_ok = 0;
   int open_public_write = -1;

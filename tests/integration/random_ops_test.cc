@@ -77,7 +77,7 @@ class OpGenerator {
         {OpKind::kPwrite, 12},   {OpKind::kWrite, 4},    {OpKind::kPread, 8},
         {OpKind::kWritePath, 8}, {OpKind::kReadPath, 5}, {OpKind::kTruncate, 4},
         {OpKind::kFtruncate, 3}, {OpKind::kRename, 8},   {OpKind::kUnlink, 5},
-        {OpKind::kMkdir, 8},     {OpKind::kRmdir, 4},    {OpKind::kLink, 4},
+        {OpKind::kMkdir, 5},     {OpKind::kRmdir, 4},    {OpKind::kLink, 4},
         {OpKind::kSymlink, 3},   {OpKind::kChmod, 3},    {OpKind::kStat, 4},
         {OpKind::kLstat, 2},     {OpKind::kReadDir, 4},  {OpKind::kFsync, 2},
         {OpKind::kReadlink, 2},
@@ -93,13 +93,16 @@ class OpGenerator {
       }
       pick -= w;
     }
+    want_dir_ = op.kind == OpKind::kMkdir || op.kind == OpKind::kRmdir ||
+                op.kind == OpKind::kReadDir || (op.kind == OpKind::kRename && Chance(30));
     op.a = Path();
     op.b = Path();
     // Descriptor operations mostly target slots this script has opened (whether the open
     // worked is not known here: generation must not depend on results).
-    op.slot = (!open_slots_.empty() && Chance(85))
-                  ? open_slots_[static_cast<size_t>(Uniform(0, static_cast<int>(open_slots_.size()) - 1))]
-                  : Uniform(0, 3);
+    op.slot =
+        (!open_slots_.empty() && Chance(85))
+            ? open_slots_[static_cast<size_t>(Uniform(0, static_cast<int>(open_slots_.size()) - 1))]
+            : Uniform(0, 3);
     op.off = Offset();
     op.len = Length();
     op.data_seed = rng_();
@@ -114,7 +117,7 @@ class OpGenerator {
         break;
       }
       case OpKind::kOpen: {
-        static const int kFlags[] = {O_RDONLY,         O_WRONLY,           O_RDWR,
+        static const int kFlags[] = {O_RDONLY,          O_WRONLY,           O_RDWR,
                                      O_RDWR | O_APPEND, O_WRONLY | O_TRUNC, O_RDWR | O_CREAT};
         op.flags = kFlags[Uniform(0, 5)];
         break;
@@ -196,13 +199,22 @@ class OpGenerator {
     if (!recent_.empty() && Chance(50)) {
       return recent_[static_cast<size_t>(Uniform(0, static_cast<int>(recent_.size()) - 1))];
     }
-    static const char* const kNames[] = {"a", "b", "c", "d0", "d1", "s"};
+    // Names that tend to be files and names that tend to be directories, so that most
+    // operations find the type they need, and some do not.
+    static const char* const kFiles[] = {"a", "b", "c", "s"};
+    static const char* const kDirs[] = {"d0", "d1"};
+    auto any = [&] { return Chance(50) ? kFiles[Uniform(0, 3)] : kDirs[Uniform(0, 1)]; };
     const int r = Uniform(0, 99);
     const int depth = r < 60 ? 1 : r < 92 ? 2 : 3;
     std::string p;
-    for (int i = 0; i < depth; ++i) {
-      if (!p.empty()) p += '/';
-      p += kNames[Uniform(0, 5)];
+    for (int i = 0; i < depth - 1; ++i) {
+      p += Chance(85) ? kDirs[Uniform(0, 1)] : any();
+      p += '/';
+    }
+    if (want_dir_) {
+      p += Chance(85) ? kDirs[Uniform(0, 1)] : any();
+    } else {
+      p += Chance(85) ? kFiles[Uniform(0, 3)] : any();
     }
     return p;
   }
@@ -225,6 +237,7 @@ class OpGenerator {
   std::mt19937_64 rng_;
   std::vector<std::string> recent_;
   std::vector<int> open_slots_;
+  bool want_dir_ = false;
 };
 
 void Apply(const Op& op, Sys& s) {
@@ -384,8 +397,7 @@ TEST_P(RandomOpsTest, MatchesNativeFilesystem) {
   for (const auto& [what, n] : failures) top += " " + what + "=" + std::to_string(n);
   const size_t entries = Snapshot(NativeWork()).size() - 1;
   std::cout << "random ops: " << succeeded << " of " << native_sys.events().size()
-            << " calls succeeded; " << entries << " entries at the end; failures:" << top
-            << "\n";
+            << " calls succeeded; " << entries << " entries at the end; failures:" << top << "\n";
   CompareTrees("at the end");
   ASSERT_NO_FATAL_FAILURE(Remount());
   CompareTrees("after the final remount");
