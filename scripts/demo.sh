@@ -78,7 +78,7 @@ if [[ $(id -u) -eq 0 && -n "${SUDO_UID:-}" ]]; then
   mount_opts=(-o "allow_other,default_permissions")
 fi
 
-say "mounting (strata mount demo/strata.toml demo/mnt ${mount_opts[*]})"
+say "mounting (strata mount demo/strata.toml demo/mnt${mount_opts[*]:+ ${mount_opts[*]}})"
 "$strata" mount "$config" "$demo/mnt" "${mount_opts[@]}"
 is_mounted "$demo/mnt" || die "strata mount returned, but demo/mnt is not mounted"
 

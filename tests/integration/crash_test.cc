@@ -111,8 +111,18 @@ std::string ApplyLine(const std::string& line, State* state) {
   return "";
 }
 
+// Built by appending: GCC 12 warns (-Wrestrict, a false positive) on "literal" + string.
+std::string DirName(int dir) {
+  std::string name = "d";
+  name += std::to_string(dir);
+  return name;
+}
+
 std::string FileName(int dir, int file) {
-  return "d" + std::to_string(dir) + "/f" + std::to_string(file);
+  std::string name = DirName(dir);
+  name += "/f";
+  name += std::to_string(file);
+  return name;
 }
 
 // The writer process. Never returns. Every line it logs is written after the operation it
@@ -171,7 +181,7 @@ std::string FileName(int dir, int file) {
       log("S " + name + " " + args);
     } else if (action < 60 && (kind == Expect::kExact || kind == Expect::kAbsent)) {
       // Atomic replace, the way careful applications save a file.
-      const std::string tmp = "d" + std::to_string(dir) + "/tmp";
+      const std::string tmp = DirName(dir) + "/tmp";
       log("U " + tmp);
       write_file(mnt + "/" + tmp, Content(content_seed, size, data_kind), true);
       log("S " + tmp + " " + args);
@@ -298,8 +308,8 @@ class CrashTest : public MountFixture, public ::testing::WithParamInterface<Cras
     // Nothing outside the name pool, and everything listed is usable.
     std::set<std::string> allowed;
     for (int d = 0; d < kDirs; ++d) {
-      allowed.insert("d" + std::to_string(d));
-      allowed.insert("d" + std::to_string(d) + "/tmp");
+      allowed.insert(DirName(d));
+      allowed.insert(DirName(d) + "/tmp");
       for (int f = 0; f < kFilesPerDir; ++f) allowed.insert(FileName(d, f));
     }
     std::vector<std::string> dirs = {""};
