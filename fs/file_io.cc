@@ -485,7 +485,7 @@ Status Filesystem::Fallocate(uint64_t ino, uint64_t fh, int mode, uint64_t offse
   if (offset + length <= size) return Status::OK();
   SetAttrRequest req;
   req.size = offset + length;
-  req.mtime = SetAttrRequest::kNow;
+  req.grow_only = true;
   auto r = SetAttr(ino, req, Caller{});
   return r.status();
 }

@@ -260,7 +260,15 @@ Status Filesystem::SyncAndCommit() {
     meta_->Rollback();
     return s;
   }
-  return meta_->Commit();
+  s = meta_->Commit();
+  if (!s.ok()) {
+    // SQLite may have rolled back on its own; later ops must not run in autocommit ahead of
+    // the journal. Stop writing; a remount replays the journal into the database.
+    failed_ = Status::Aborted("metadata commit failed: " + s.ToString() + "; remount");
+    log::Error("filesystem {}: {}", sb_.name, failed_.ToString());
+    meta_->Rollback();
+  }
+  return s;
 }
 
 Status Filesystem::Shutdown() {

@@ -77,6 +77,7 @@ struct SetAttrRequest {
   std::optional<int64_t> atime, mtime;
   std::optional<int64_t> ctime;  // explicit ctime (rare)
   uint64_t fh = 0;               // open handle when called via ftruncate/futimens
+  bool grow_only = false;        // fallocate: never shrink (the size is checked under the locks)
 };
 
 struct DirEntry {

@@ -108,7 +108,15 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
     // Chunks still being sealed carry the old size and mtime: let them land first.
     f = GetOpen(ino);
     fl = f ? std::unique_lock<std::mutex>(f->mu) : std::unique_lock<std::mutex>();
-    if (f) f->cv.wait(fl, [&] { return f->inflight == 0; });
+    if (f) {
+      f->cv.wait(fl, [&] { return f->inflight == 0; });
+      // Setting mtime: buffered data carries the write time, so store it first, then let later
+      // chunks carry the new time (cp -p, touch -d on an open file).
+      if (req.mtime) {
+        Status s = FlushAll(ino, f, fl);
+        if (!s.ok()) return s;
+      }
+    }
     l = std::unique_lock<std::mutex>(mu_);
     auto it = open_.find(ino);
     if ((it == open_.end() ? nullptr : it->second) == f) break;
@@ -150,6 +158,8 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
     op.mtime = *req.mtime == SetAttrRequest::kNow ? now : *req.mtime;
   }
   if (req.ctime && *req.ctime != SetAttrRequest::kNow) op.ctime = *req.ctime;
+  if (req.size && req.grow_only && *req.size <= (f ? f->size.load() : row->size))
+    return AttrLocked(ino);
   if (req.size) {
     if (S_ISDIR(row->mode)) return Status::Posix(EISDIR);
     if (!S_ISREG(row->mode)) return Status::Posix(EINVAL);
@@ -182,6 +192,7 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
     }
   }
   RETURN_IF_ERROR(LogLocked(op));
+  if (f && (op.mask & meta::kSetMtime)) f->mtime = op.mtime;
   return AttrLocked(ino);
 }
 

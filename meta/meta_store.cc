@@ -177,7 +177,11 @@ Status MetaStore::Commit() {
        "WHEN 'inodes' THEN ?3 WHEN 'stored_bytes' THEN ?4 ELSE value END");
   u.Bind(1, applied_lsn_).Bind(2, next_ino_).Bind(3, totals_.inodes).Bind(4, totals_.stored_bytes);
   STEP_DONE(u, "store applied LSN");
-  RETURN_IF_ERROR(Exec("COMMIT"));
+  Status s = Exec("COMMIT");
+  if (!s.ok()) {
+    Rollback();
+    return s;
+  }
   in_txn_ = false;
   return Status::OK();
 }

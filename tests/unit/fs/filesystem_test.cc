@@ -112,6 +112,21 @@ TEST_F(FilesystemTest, SixteenBitImageDataRoundTripsThroughBytePlanes) {
   EXPECT_LT(fs_->GetAttr(ino)->blocks * 512, data.size() / 2);
 }
 
+TEST_F(FilesystemTest, MtimeSetWhileOpenSurvivesClose) {
+  // cp -p: write, futimens(old time), close. Buffered data must not bring the write time back.
+  auto c = fs_->Create(kRootIno, "copy", 0644, O_RDWR, Caller{});
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(fs_->Write(c->first.ino, c->second, 0, Random(40000, 6)).ok());
+  SetAttrRequest t;
+  t.mtime = int64_t{1000000000} * 946684800;  // 2000-01-01
+  ASSERT_TRUE(fs_->SetAttr(c->first.ino, t, Caller{}).ok());
+  EXPECT_EQ(fs_->GetAttr(c->first.ino)->mtime, *t.mtime);
+  ASSERT_TRUE(fs_->Release(c->first.ino, c->second).ok());
+  EXPECT_EQ(fs_->GetAttr(c->first.ino)->mtime, *t.mtime);
+  Reopen();
+  EXPECT_EQ(fs_->GetAttr(c->first.ino)->mtime, *t.mtime);
+}
+
 TEST_F(FilesystemTest, SparseAndTruncate) {
   auto c = fs_->Create(kRootIno, "sparse", 0644, O_RDWR, Caller{});
   ASSERT_TRUE(c.ok());
