@@ -392,12 +392,7 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
     op.segment = loc.segment;
     op.offset = loc.offset;
     op.stored_len = loc.length;
-    Status s = meta_->Apply(op, lsn);
-    if (!s.ok()) {
-      failed_ = Status::Aborted("metadata database failed: " + s.ToString() + "; remount");
-      meta_->Rollback();
-      return s;
-    }
+    RETURN_IF_ERROR(ApplyLocked(op, lsn));
   }
   cache_->Put(ino, index, h.version, std::make_shared<const std::string>(data));
   return Status::OK();

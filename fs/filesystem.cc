@@ -320,6 +320,10 @@ Status Filesystem::LogLocked(meta::Op& op) {
   uint64_t lsn;
   journal::Location loc;
   RETURN_IF_ERROR(journal_->Append(journal::RecordType::kMeta, payload, &lsn, &loc));
+  return ApplyLocked(op, lsn);
+}
+
+Status Filesystem::ApplyLocked(const meta::Op& op, uint64_t lsn) {
   Status s = meta_->Apply(op, lsn);
   if (!s.ok()) {
     // The journal holds a change the database could not take: stop writing; a remount

@@ -204,6 +204,9 @@ class Filesystem {
 
   // REQUIRES: mu_ held. Seals the op into a kMeta record, appends it, applies it.
   Status LogLocked(meta::Op& op);
+  // REQUIRES: mu_ held. Applies a journaled op; a failure puts the filesystem in the failed
+  // state (every later change fails until a remount replays the journal).
+  Status ApplyLocked(const meta::Op& op, uint64_t lsn);
   Status CheckWritable() const;
   Result<Attr> AttrLocked(uint64_t ino);
   Attr ToAttr(const meta::InodeRow& r);
