@@ -52,6 +52,7 @@ Attr Filesystem::ToAttr(const meta::InodeRow& r) {
   if (it != open_.end()) {
     a.size = it->second->size.load();
     a.mtime = std::max(a.mtime, it->second->mtime.load());
+    a.ctime = std::max(a.ctime, a.mtime);  // a write changes both
     stored += it->second->dirty_bytes.load();
   }
   a.blocks = (stored + 511) / 512;

@@ -30,13 +30,19 @@ void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new
 }
 
 void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Dispatch(req, "unlink", parent,
-           [&](Request& r) { r.Errno(r.fs()->Unlink(parent, name).ToErrno()); });
+  Dispatch(req, "unlink", parent, [&](Request& r) {
+    Status s = r.fs()->Unlink(parent, name);
+    if (!s.ok()) return r.Error(s);
+    r.Errno(0);
+  });
 }
 
 void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Dispatch(req, "rmdir", parent,
-           [&](Request& r) { r.Errno(r.fs()->Rmdir(parent, name).ToErrno()); });
+  Dispatch(req, "rmdir", parent, [&](Request& r) {
+    Status s = r.fs()->Rmdir(parent, name);
+    if (!s.ok()) return r.Error(s);
+    r.Errno(0);
+  });
 }
 
 void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
