@@ -381,18 +381,7 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
     uint64_t lsn;
     journal::Location loc;
     RETURN_IF_ERROR(journal_->Append(journal::RecordType::kData, payload, &lsn, &loc));
-    meta::Op op;
-    op.kind = meta::OpKind::kChunk;
-    op.ino = ino;
-    op.chunk_index = index;
-    op.version = h.version;
-    op.logical_len = len;
-    op.size = h.file_size;
-    op.mtime = h.mtime;
-    op.segment = loc.segment;
-    op.offset = loc.offset;
-    op.stored_len = loc.length;
-    RETURN_IF_ERROR(ApplyLocked(op, lsn));
+    RETURN_IF_ERROR(ApplyLocked(ChunkOp(h, loc), lsn));
   }
   cache_->Put(ino, index, h.version, std::make_shared<const std::string>(data));
   return Status::OK();

@@ -185,16 +185,7 @@ Status Filesystem::Replay() {
       ChunkHeader h;
       RETURN_IF_ERROR(RecordCodec::ParseChunkHeader(r.payload, &h)
                           .WithContext("data record LSN " + std::to_string(r.lsn)));
-      op.kind = meta::OpKind::kChunk;
-      op.ino = h.ino;
-      op.chunk_index = h.index;
-      op.version = h.version;
-      op.logical_len = h.logical_len;
-      op.size = h.file_size;
-      op.mtime = h.mtime;
-      op.segment = r.loc.segment;
-      op.offset = r.loc.offset;
-      op.stored_len = r.loc.length;
+      op = ChunkOp(h, r.loc);
     } else {
       return Status::OK();
     }

@@ -16,6 +16,21 @@ std::string Ad(std::string_view domain, const std::array<unsigned char, 16>& uui
 }
 }  // namespace
 
+meta::Op ChunkOp(const ChunkHeader& h, const journal::Location& loc) {
+  meta::Op op;
+  op.kind = meta::OpKind::kChunk;
+  op.ino = h.ino;
+  op.chunk_index = h.index;
+  op.version = h.version;
+  op.logical_len = h.logical_len;
+  op.size = h.file_size;
+  op.mtime = h.mtime;
+  op.segment = loc.segment;
+  op.offset = loc.offset;
+  op.stored_len = loc.length;
+  return op;
+}
+
 Status RecordCodec::NextNonce(std::array<unsigned char, 12>* nonce, uint64_t* version) const {
   *nonce = nonces_->Next();
   uint32_t epoch = DecodeFixed32(reinterpret_cast<const char*>(nonce->data()));

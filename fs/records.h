@@ -19,6 +19,8 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "journal/journal.h"
+#include "meta/ops.h"
 
 namespace strata::crypto {
 class Aead;
@@ -38,6 +40,10 @@ struct ChunkHeader {
 };
 
 inline constexpr size_t kChunkHeaderSize = 48;
+
+// The chunk-map op a kData record stands for. The live path and recovery both build it here,
+// so the database is the same function of the journal either way.
+meta::Op ChunkOp(const ChunkHeader& h, const journal::Location& loc);
 inline constexpr size_t kMetaHeaderSize = 16;
 
 class RecordCodec {
