@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -73,17 +74,26 @@ class PosixFile final : public File {
   }
 
   Status WriteAndSync(uint64_t offset, std::string_view data) override {
-    thread_local Ring ring;
-    if (!ring.ok() || data.size() > (1u << 30)) {
+    // A ring is shared memory with the kernel: after fork() the child must not touch the
+    // parent's (both would advance the same queues), so each process makes its own.
+    thread_local std::unique_ptr<Ring> ring;
+    thread_local pid_t ring_pid = 0;
+    if (ring == nullptr || ring_pid != ::getpid()) {
+      (void)ring.release();  // an inherited ring belongs to the parent: leave it alone
+      ring = std::make_unique<Ring>();
+      ring_pid = ::getpid();
+    }
+    io_uring* r = ring->get();
+    io_uring_sqe* w = ring->ok() ? io_uring_get_sqe(r) : nullptr;
+    if (w == nullptr || data.size() > (1u << 30)) {
       RETURN_IF_ERROR(Write(offset, data));
       return Sync();
     }
-    io_uring* r = ring.get();
-    io_uring_sqe* w = io_uring_get_sqe(r);
     io_uring_prep_write(w, fd_, data.data(), static_cast<unsigned>(data.size()), offset);
     w->flags |= IOSQE_IO_LINK;
     w->user_data = 1;
     io_uring_sqe* s = io_uring_get_sqe(r);
+    if (s == nullptr) return Status::IOError("io_uring: no submission entry for " + path_);
     io_uring_prep_fsync(s, fd_, IORING_FSYNC_DATASYNC);
     s->user_data = 2;
     int sub = io_uring_submit_and_wait(r, 2);

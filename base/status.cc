@@ -33,6 +33,9 @@ std::string Status::ToString() const {
     case Code::kAborted:
       name = "Aborted";
       break;
+    case Code::kUnavailable:
+      name = "Unavailable";
+      break;
   }
   std::string s = name;
   s += ": ";

@@ -25,9 +25,10 @@ class [[nodiscard]] Status {
     kInvalidArgument,  // bad config, option, policy or argument
     kIOError,          // a syscall failed; errno() says which
     kNotSupported,
-    kBusy,     // e.g. the filesystem is already mounted
-    kPosix,    // a POSIX-semantics error from the filesystem model; errno() says which
-    kAborted,  // sticky journal error: the filesystem needs a remount
+    kBusy,         // e.g. the filesystem is already mounted
+    kPosix,        // a POSIX-semantics error from the filesystem model; errno() says which
+    kAborted,      // sticky journal error: the filesystem needs a remount
+    kUnavailable,  // a tier or peer is down, timed out or throttled: retryable
   };
 
   Status() = default;
@@ -47,6 +48,7 @@ class [[nodiscard]] Status {
   static Status Busy(std::string_view msg) { return Status(Code::kBusy, EBUSY, msg); }
   static Status Posix(int err, std::string_view msg = {}) { return Status(Code::kPosix, err, msg); }
   static Status Aborted(std::string_view msg) { return Status(Code::kAborted, EIO, msg); }
+  static Status Unavailable(std::string_view msg) { return Status(Code::kUnavailable, EIO, msg); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -55,9 +57,12 @@ class [[nodiscard]] Status {
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsIOError() const { return code_ == Code::kIOError; }
   bool IsBusy() const { return code_ == Code::kBusy; }
+  bool IsUnavailable() const { return code_ == Code::kUnavailable; }
   // Transient: the same call may succeed later (a tier that timed out, EAGAIN, EINTR).
   bool retryable() const {
-    return code_ == Code::kIOError && (errno_ == EAGAIN || errno_ == EINTR || errno_ == ETIMEDOUT);
+    return code_ == Code::kUnavailable ||
+           (code_ == Code::kIOError &&
+            (errno_ == EAGAIN || errno_ == EINTR || errno_ == ETIMEDOUT));
   }
   // The positive errno a FUSE reply should carry (0 for OK).
   int ToErrno() const { return ok() ? 0 : (errno_ != 0 ? errno_ : EIO); }

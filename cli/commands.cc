@@ -10,6 +10,7 @@
 
 #include "base/env.h"
 #include "base/logging.h"
+#include "cli/control.h"
 #include "fs/config.h"
 #include "fs/filesystem.h"
 #include "fuse/fuse_glue.h"
@@ -54,7 +55,76 @@ bool IsMounted(const std::string& name) {
   return found;
 }
 
+// "+200d" (that long from now) or "2027-06-01" (UTC midnight) -> ns since the epoch.
+Result<int64_t> ParseAsOf(const std::string& s, int64_t now_ns) {
+  if (s.empty()) return int64_t{0};
+  if (s[0] == '+') {
+    auto ms = fs::ParseDurationMs(s.substr(1));
+    if (!ms.ok()) return Status::InvalidArgument("--as-of " + s + ": " + ms.status().message());
+    return now_ns + *ms * 1000000;
+  }
+  struct tm tm {};
+  const char* end = ::strptime(s.c_str(), "%Y-%m-%d", &tm);
+  if (end == nullptr || *end != '\0')
+    return Status::InvalidArgument("--as-of " + s +
+                                   ": expected +DURATION (e.g. +200d) or YYYY-MM-DD");
+  return static_cast<int64_t>(::timegm(&tm)) * 1000000000;
+}
+
 }  // namespace
+
+int MigrateMain(const std::string& config_path, const MigrateArgs& a) {
+  auto cfg = fs::LoadConfig(config_path);
+  if (!cfg.ok()) return Fail(cfg.status());
+  auto now = ParseAsOf(a.as_of, Env::Default()->NowNanos());
+  if (!now.ok()) return Fail(now.status());
+  const bool tty = ::isatty(STDERR_FILENO);
+  auto show = [&](const std::string& line) {
+    if (a.json) return;
+    std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", line.c_str());
+    std::fflush(stderr);
+  };
+  auto finish_progress = [&] {
+    if (tty && !a.json) std::fprintf(stderr, "\r\033[K");
+  };
+  fs::OpenOptions open;
+  open.read_only = a.status || a.dry_run;
+  open.background_tiering = false;
+  auto fs = fs::Filesystem::Open(*cfg, Env::Default(), open);
+  if (!fs.ok() && fs.status().IsBusy()) {
+    // Mounted: the running daemon does the work (it holds the filesystem).
+    std::string req =
+        a.status ? fmt::format("status {}", a.json ? 1 : 0)
+                 : fmt::format("migrate {} {} {}", a.dry_run ? 1 : 0, a.json ? 1 : 0, *now);
+    auto r = ControlRequest(ControlSocketPath(cfg->hot_path), req, show);
+    finish_progress();
+    if (!r.ok()) return Fail(r.status());
+    std::fputs(r->output.c_str(), stdout);
+    return r->exit_code;
+  }
+  if (!fs.ok()) return Fail(fs.status());
+  if (a.status) {
+    fs::TieringStatus st = (*fs)->GetTieringStatus();
+    std::fputs((a.json ? fs::ToJson(st) + "\n" : fs::ToText(st)).c_str(), stdout);
+    return kExitOk;
+  }
+  Status s = (*fs)->Start();
+  if (!s.ok()) return Fail(s);
+  fs::MigrateOptions o;
+  o.dry_run = a.dry_run;
+  o.now_ns = *now;
+  o.progress = [&](const fs::MigrateProgress& p) {
+    show(fmt::format("{}: {} files scanned, {} moved ({} bytes)", p.phase, p.files_scanned,
+                     p.files_moved, p.bytes_moved));
+  };
+  auto r = (*fs)->Migrate(o);
+  finish_progress();
+  Status shut = (*fs)->Shutdown();
+  if (!r.ok()) return Fail(r.status());
+  std::fputs((a.json ? fs::ToJson(*r) + "\n" : fs::ToText(*r)).c_str(), stdout);
+  if (!shut.ok()) return Fail(shut);
+  return r->errors.empty() ? kExitOk : kExitFailed;
+}
 
 int MkfsMain(const std::string& config_path) {
   auto cfg = fs::LoadConfig(config_path);
@@ -88,11 +158,15 @@ int MountMain(const std::string& config_path, const std::string& mountpoint,
   mo.mountpoint = mountpoint;
   mo.options = options;
   mo.foreground = foreground;
+  std::unique_ptr<ControlServer> control;
   Status s = fuse::Serve(fs->get(), mo, [&]() -> Status {
     if (!foreground) log::UseSyslog("strata");
     log::Info("filesystem {} mounted on {}", cfg->name, mountpoint);
-    return (*fs)->Start();
+    RETURN_IF_ERROR((*fs)->Start());
+    ASSIGN_OR_RETURN(control, ControlServer::Start(fs->get(), ControlSocketPath(cfg->hot_path)));
+    return Status::OK();
   });
+  control.reset();
   if (!s.ok()) return Fail(s);
   log::Info("filesystem {} unmounted cleanly", cfg->name);
   return kExitOk;
@@ -146,6 +220,17 @@ int Main(int argc, char** argv) {
   mount->add_option("-o", options, "mount options (allow_other, ro, ...)");
   mount->add_flag("-f,--foreground", foreground, "stay in the foreground");
 
+  MigrateArgs margs;
+  auto* migrate =
+      app.add_subcommand("migrate", "run a tiering pass now (through the daemon when mounted)");
+  migrate->add_option("config", config, "filesystem config (TOML)")->required();
+  migrate->add_flag("--dry-run", margs.dry_run, "count, per rule, what would move; change nothing");
+  migrate->add_flag("--status", margs.status,
+                    "show the pass in flight, the backlog and per-tier usage");
+  migrate->add_flag("--json", margs.json, "machine-readable output");
+  migrate->add_option("--as-of", margs.as_of,
+                      "evaluate ages as of +DURATION from now or YYYY-MM-DD (planning)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -154,6 +239,7 @@ int Main(int argc, char** argv) {
   }
   if (*mkfs) return MkfsMain(config);
   if (*mount) return MountMain(config, mountpoint, options, foreground);
+  if (*migrate) return MigrateMain(config, margs);
   return kExitUsage;
 }
 

@@ -15,6 +15,14 @@ inline constexpr int kExitFailed = 2;
 int MkfsMain(const std::string& config_path);
 int MountMain(const std::string& config_path, const std::string& mountpoint,
               const std::vector<std::string>& options, bool foreground);
+struct MigrateArgs {
+  bool dry_run = false;
+  bool status = false;
+  bool json = false;
+  std::string as_of;  // "+200d" or "2027-06-01": the clock the policy's ages use
+};
+// strata migrate CONFIG [--dry-run|--status] [--json] [--as-of WHEN]
+int MigrateMain(const std::string& config_path, const MigrateArgs& args);
 // argv as mount(8) calls a helper: mount.strata CONFIG MOUNTPOINT [-sfnv] [-o opts]
 int MountHelperMain(int argc, char** argv);
 int Main(int argc, char** argv);

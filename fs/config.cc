@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <cctype>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -64,7 +65,107 @@ Result<uint64_t> GetSize(const toml::table& t, const char* key, uint64_t def,
   return r;
 }
 
+// A duration string ("30s", "1h"); "off" gives 0 when allowed.
+Result<int64_t> GetDuration(const toml::table& t, const char* key, int64_t def,
+                            const std::string& table, const std::string& source, int64_t min_ms,
+                            int64_t max_ms, bool allow_off = false) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return def;
+  if (n->is_string()) {
+    std::string v = **n->as_string();
+    if (allow_off && v == "off") return int64_t{0};
+    auto ms = ParseDurationMs(v);
+    if (ms.ok() && *ms >= min_ms && *ms <= max_ms) return *ms;
+  }
+  return Status::InvalidArgument(Where(source, n->source()) + ": [" + table + "] " + key +
+                                 ": expected a duration between " + std::to_string(min_ms) +
+                                 "ms and " + std::to_string(max_ms / 1000) + "s such as \"30s\"" +
+                                 (allow_off ? " or \"off\"" : ""));
+}
+
+Result<bool> GetBool(const toml::table& t, const char* key, bool def, const std::string& table,
+                     const std::string& source) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return def;
+  if (!n->is_boolean())
+    return Status::InvalidArgument(Where(source, n->source()) + ": [" + table + "] " + key +
+                                   " must be true or false");
+  return **n->as_boolean();
+}
+
+Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
+                             const std::string& source) {
+  const std::string table = "tiers." + name;
+  TierConfig c;
+  c.name = name;
+  c.line = static_cast<int>(t.source().begin.line);
+  for (char ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
+      return Status::InvalidArgument(Where(source, t.source()) + ": tier name '" + name +
+                                     "' may contain only letters, digits, '-' and '_'");
+  ASSIGN_OR_RETURN(c.kind, GetString(t, "kind", table, source, true));
+  if (c.kind == "directory") {
+    RETURN_IF_ERROR(CheckKeys(t, {"kind", "path", "read_timeout"}, table, source));
+    ASSIGN_OR_RETURN(c.path, GetString(t, "path", table, source, true));
+    if (c.path.front() != '/')
+      return Status::InvalidArgument(Where(source, t.get("path")->source()) + ": [" + table +
+                                     "] path must be absolute");
+  } else if (c.kind == "s3") {
+    RETURN_IF_ERROR(CheckKeys(t,
+                              {"kind", "endpoint", "region", "bucket", "prefix", "storage_class",
+                               "credentials_file", "profile", "ca_file", "verify_tls", "addressing",
+                               "connect_timeout", "request_timeout", "read_timeout"},
+                              table, source));
+    ASSIGN_OR_RETURN(c.endpoint, GetString(t, "endpoint", table, source, true));
+    if (!c.endpoint.starts_with("http://") && !c.endpoint.starts_with("https://"))
+      return Status::InvalidArgument(Where(source, t.get("endpoint")->source()) + ": [" + table +
+                                     "] endpoint must start with https:// or http://");
+    ASSIGN_OR_RETURN(c.bucket, GetString(t, "bucket", table, source, true));
+    if (t.get("region")) {
+      ASSIGN_OR_RETURN(c.region, GetString(t, "region", table, source, true));
+    }
+    if (t.get("prefix")) {
+      ASSIGN_OR_RETURN(c.prefix, GetString(t, "prefix", table, source, true));
+    }
+    ASSIGN_OR_RETURN(c.storage_class, GetString(t, "storage_class", table, source, false));
+    ASSIGN_OR_RETURN(c.credentials_file, GetString(t, "credentials_file", table, source, false));
+    if (t.get("profile")) {
+      ASSIGN_OR_RETURN(c.profile, GetString(t, "profile", table, source, true));
+    }
+    ASSIGN_OR_RETURN(c.ca_file, GetString(t, "ca_file", table, source, false));
+    ASSIGN_OR_RETURN(c.verify_tls, GetBool(t, "verify_tls", true, table, source));
+    std::string addressing;
+    ASSIGN_OR_RETURN(addressing, GetString(t, "addressing", table, source, false));
+    if (!addressing.empty() && addressing != "path" && addressing != "virtual")
+      return Status::InvalidArgument(Where(source, t.get("addressing")->source()) + ": [" + table +
+                                     "] addressing must be \"path\" or \"virtual\"");
+    c.path_style = addressing != "virtual";
+    ASSIGN_OR_RETURN(c.connect_timeout_ms, GetDuration(t, "connect_timeout", c.connect_timeout_ms,
+                                                       table, source, 100, 600000));
+    ASSIGN_OR_RETURN(c.request_timeout_ms, GetDuration(t, "request_timeout", c.request_timeout_ms,
+                                                       table, source, 100, 3600000));
+  } else {
+    return Status::InvalidArgument(Where(source, t.get("kind")->source()) + ": [" + table +
+                                   "] kind '" + c.kind + "' is not \"directory\" or \"s3\"");
+  }
+  ASSIGN_OR_RETURN(c.read_timeout_ms,
+                   GetDuration(t, "read_timeout", c.read_timeout_ms, table, source, 100, 3600000));
+  return c;
+}
+
 }  // namespace
+
+const TierConfig* Config::FindTier(const std::string& n) const {
+  for (const auto& t : tiers)
+    if (t.name == n) return &t;
+  return nullptr;
+}
+
+std::vector<std::string> Config::TierNames() const {
+  std::vector<std::string> out{"hot"};
+  for (const auto& t : tiers) out.push_back(t.name);
+  return out;
+}
 
 Result<uint64_t> ParseSize(const std::string& s) {
   size_t i = 0;
@@ -92,6 +193,7 @@ Result<uint64_t> ParseSize(const std::string& s) {
     mul = 1000ull * 1000 * 1000;
   else
     return Status::InvalidArgument("bad size unit in '" + s + "'");
+  if (v > UINT64_MAX / mul) return Status::InvalidArgument("size '" + s + "' is too large");
   return v * mul;
 }
 
@@ -114,6 +216,7 @@ Result<int64_t> ParseDurationMs(const std::string& s) {
     mul = 86400ll * 1000;
   else
     return Status::InvalidArgument("bad duration unit in '" + s + "' (use ms, s, m, h, d)");
+  if (v > INT64_MAX / mul) return Status::InvalidArgument("duration '" + s + "' is too large");
   return v * mul;
 }
 
@@ -128,8 +231,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
   }
   Config c;
   c.source = source;
-  RETURN_IF_ERROR(
-      CheckKeys(root, {"filesystem", "keys", "tiers", "cache", "journal"}, "top level", source));
+  RETURN_IF_ERROR(CheckKeys(root, {"filesystem", "keys", "tiers", "cache", "journal", "policy"},
+                            "top level", source));
   auto table = [&](const char* name, bool required) -> Result<const toml::table*> {
     const toml::node* n = root.get(name);
     if (n == nullptr) {
@@ -181,20 +284,43 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
     if (!v.is_table())
       return Status::InvalidArgument(Where(source, v.source()) + ": tiers." + tier +
                                      " must be a table");
-    if (tier != "hot")
-      return Status::InvalidArgument(Where(source, v.source()) + ": tier '" + tier +
-                                     "': only the hot tier is supported by this version");
-    RETURN_IF_ERROR(CheckKeys(*v.as_table(), {"path"}, "tiers.hot", source));
-    ASSIGN_OR_RETURN(c.hot_path, GetString(*v.as_table(), "path", "tiers.hot", source, true));
+    if (tier == "hot") {
+      RETURN_IF_ERROR(CheckKeys(*v.as_table(), {"path"}, "tiers.hot", source));
+      ASSIGN_OR_RETURN(c.hot_path, GetString(*v.as_table(), "path", "tiers.hot", source, true));
+      continue;
+    }
+    ASSIGN_OR_RETURN(TierConfig t, ParseTier(tier, *v.as_table(), source));
+    c.tiers.push_back(std::move(t));
   }
   if (c.hot_path.empty())
     return Status::InvalidArgument(source + ": missing required table [tiers.hot]");
   if (c.hot_path.front() != '/')
     return Status::InvalidArgument(source + ": [tiers.hot] path must be absolute");
 
+  ASSIGN_OR_RETURN(const toml::table* policy, table("policy", false));
+  if (policy) {
+    RETURN_IF_ERROR(CheckKeys(*policy, {"file", "interval"}, "policy", source));
+    ASSIGN_OR_RETURN(c.policy_file, GetString(*policy, "file", "policy", source, true));
+    if (c.policy_file.front() != '/')
+      return Status::InvalidArgument(Where(source, policy->get("file")->source()) +
+                                     ": [policy] file must be an absolute path");
+    ASSIGN_OR_RETURN(c.policy_interval_ms,
+                     GetDuration(*policy, "interval", c.policy_interval_ms, "policy", source,
+                                 60 * 1000, 366 * 86400000ll, /*allow_off=*/true));
+  }
+
   ASSIGN_OR_RETURN(const toml::table* cache, table("cache", false));
   if (cache) {
-    RETURN_IF_ERROR(CheckKeys(*cache, {"chunk_cache", "dirty_limit"}, "cache", source));
+    RETURN_IF_ERROR(CheckKeys(*cache, {"chunk_cache", "dirty_limit", "read_cache", "cold_readers"},
+                              "cache", source));
+    ASSIGN_OR_RETURN(c.read_cache_bytes,
+                     GetSize(*cache, "read_cache", c.read_cache_bytes, "cache", source));
+    if (const toml::node* n = cache->get("cold_readers")) {
+      if (!n->is_integer() || **n->as_integer() < 1 || **n->as_integer() > 1024)
+        return Status::InvalidArgument(Where(source, n->source()) +
+                                       ": [cache] cold_readers must be an integer 1..1024");
+      c.cold_readers = static_cast<int>(**n->as_integer());
+    }
     ASSIGN_OR_RETURN(c.chunk_cache_bytes,
                      GetSize(*cache, "chunk_cache", c.chunk_cache_bytes, "cache", source));
     ASSIGN_OR_RETURN(c.dirty_limit_bytes,

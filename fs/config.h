@@ -15,14 +15,39 @@
 //   dirty_limit = "256MiB"     # unflushed file data held in memory
 //   [journal]
 //   commit_interval = "1s"     # unsynced changes become durable at most this late
+//   [tiers.archive]            # any number of cold tiers (docs/tiering.md)
+//   kind = "directory"         # or "s3"
+//   path = "/srv/archive"
+//   [policy]
+//   file = "/etc/strata/pacs-policy.toml"
+//   interval = "1h"            # background migration passes; "off" disables
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
 namespace strata::fs {
+
+struct TierConfig {
+  std::string name;
+  std::string kind;  // "directory" or "s3"
+  int line = 0;      // where it is declared, for messages
+  std::string path;  // directory
+  // s3
+  std::string endpoint, region = "us-east-1", bucket, prefix, storage_class;
+  std::string credentials_file;  // empty: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+  std::string profile = "default";
+  std::string ca_file;
+  bool verify_tls = true;
+  bool path_style = true;
+  int64_t connect_timeout_ms = 5000;
+  int64_t request_timeout_ms = 30000;
+  // A read that waits longer than this on the tier fails with EIO (the tier counts as down).
+  int64_t read_timeout_ms = 30000;
+};
 
 struct Config {
   std::string source;  // the config file's path, for messages
@@ -35,6 +60,15 @@ struct Config {
   uint64_t chunk_cache_bytes = 256ull << 20;
   uint64_t dirty_limit_bytes = 256ull << 20;
   int64_t commit_interval_ms = 1000;
+  std::vector<TierConfig> tiers;             // cold tiers, in config order (not the hot tier)
+  std::string policy_file;                   // empty: no policy, nothing migrates
+  int64_t policy_interval_ms = 3600 * 1000;  // 0: no background passes
+  uint64_t read_cache_bytes = 1ull << 30;    // cold chunks kept (sealed) on the hot tier
+  int cold_readers = 32;                     // threads serving reads that wait on a tier
+
+  const TierConfig* FindTier(const std::string& name) const;
+  // "hot" and every cold tier's name.
+  std::vector<std::string> TierNames() const;
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -136,11 +136,12 @@ Result<std::pair<Attr, uint64_t>> Filesystem::Create(uint64_t parent, const std:
 }
 
 Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
-                                                                 const meta::ChunkRow& c) {
+                                                                 const meta::ChunkRow& c,
+                                                                 bool allow_cold, bool* blocked) {
   if (auto hit = cache_->Get(ino, c.index, c.version)) return hit;
   std::string payload;
-  journal::Location loc{c.segment, c.offset, c.stored_len};
-  Status s = journal_->Read(loc, &payload);
+  Status s = ReadChunkPayload(ino, c, allow_cold, blocked, &payload);
+  if (blocked != nullptr && *blocked) return s;
   ChunkHeader expect, got;
   expect.ino = ino;
   expect.index = c.index;
@@ -168,7 +169,7 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
   if (!s.ok()) {
     if (s.IsCorruption())
       log::Alert(
-          "filesystem {}: inode {} chunk {} (segment {} offset {}) failed its integrity "
+          "filesystem {}: inode {} chunk {} (segment {:x} offset {}) failed its integrity "
           "check: {}",
           sb_.name, ino, c.index, c.segment, c.offset, s.message());
     return s;
@@ -178,8 +179,8 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
   return out;
 }
 
-Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n,
-                                   char* buf) {
+Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
+                                   bool allow_cold, bool* blocked) {
   std::optional<meta::ChunkRow> row;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -189,7 +190,7 @@ Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, s
     std::memset(buf, 0, n);
     return Status::OK();
   }
-  ASSIGN_OR_RETURN(auto data, LoadChunk(ino, *row));
+  ASSIGN_OR_RETURN(auto data, LoadChunk(ino, *row, allow_cold, blocked));
   uint64_t valid = std::min<uint64_t>(row->logical_len, data->size());
   size_t have = off < valid ? static_cast<size_t>(std::min<uint64_t>(n, valid - off)) : 0;
   if (have > 0) std::memcpy(buf, data->data() + off, have);
@@ -199,6 +200,28 @@ Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, s
 
 Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
                                 char* buf) {
+  return ReadImpl(ino, fh, offset, size, buf, true, nullptr);
+}
+
+void Filesystem::ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done) {
+  // One buffer per calling thread: a fresh allocation per hot read costs page faults.
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  bool blocked = false;
+  auto n = ReadImpl(ino, fh, offset, size, buf.data(), cold_readers_ == nullptr, &blocked);
+  if (!blocked) {
+    done(n.status(), buf.data(), n.ok() ? *n : 0);
+    return;
+  }
+  cold_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)] {
+    std::string own(size, '\0');
+    auto r = ReadImpl(ino, fh, offset, size, own.data(), true, nullptr);
+    done(r.status(), own.data(), r.ok() ? *r : 0);
+  });
+}
+
+Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
+                                    char* buf, bool allow_cold, bool* blocked) {
   auto f = GetOpen(ino);
   if (!f) return Status::Posix(EBADF);
   const uint64_t cs = sb_.chunk_size;
@@ -232,7 +255,7 @@ Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size
     }
   }
   for (const Part& p : stored)
-    RETURN_IF_ERROR(ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos));
+    RETURN_IF_ERROR(ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked));
   return n;
 }
 
@@ -272,7 +295,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
         if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
           std::memcpy(c.data.data(), sit->second->data(), sit->second->size());
         } else if (idx * cs < f->persisted_size) {
-          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data()));
+          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data(), true, nullptr));
         }
         // Bytes past the current size are zeros even if an older, longer chunk had data.
         if (f->size < (idx + 1) * cs && f->size > idx * cs)

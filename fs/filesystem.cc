@@ -8,11 +8,14 @@
 #include "base/logging.h"
 #include "crypto/crypto.h"
 #include "fs/chunk_cache.h"
+#include "fs/read_cache.h"
 #include "fs/records.h"
 #include "fs/worker_pool.h"
 #include "journal/journal.h"
 #include "meta/meta_store.h"
 #include "meta/ops.h"
+#include "tiering/policy.h"
+#include "tiering/tier.h"
 
 namespace strata::fs {
 namespace {
@@ -118,6 +121,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(const Config& config, Env* 
 Status Filesystem::OpenInternal(const OpenOptions& options) {
   const Config& c = config_;
   read_only_ = options.read_only;
+  background_tiering_ = options.background_tiering;
   RETURN_IF_ERROR(CheckHotDir(c));
   ASSIGN_OR_RETURN(bool has_sb, env_->FileExists(SuperblockPath(c)));
   if (!has_sb)
@@ -168,7 +172,7 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   ASSIGN_OR_RETURN(meta_, meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, read_only_));
   RETURN_IF_ERROR(Replay());
   if (!read_only_) RETURN_IF_ERROR(CleanOrphans());
-  return Status::OK();
+  return OpenTiers();
 }
 
 Status Filesystem::Replay() {
@@ -220,10 +224,14 @@ Status Filesystem::CleanOrphans() {
 }
 
 Status Filesystem::Start() {
-  if (read_only_) return Status::OK();
+  if (read_only_) {
+    StartTiering();  // cold readers only
+    return Status::OK();
+  }
   // Threads start here, not in Open: the CLI forks to daemonise in between.
   sealers_ = std::make_unique<WorkerPool>(std::max(2u, std::thread::hardware_concurrency()));
   committer_ = std::thread([this] { CommitterLoop(); });
+  StartTiering();
   return Status::OK();
 }
 
@@ -265,6 +273,7 @@ Status Filesystem::SyncAndCommit() {
 Status Filesystem::Shutdown() {
   if (shut_down_) return Status::OK();
   shut_down_ = true;
+  StopTiering();
   {
     std::lock_guard<std::mutex> l(committer_mu_);
     stopping_ = true;

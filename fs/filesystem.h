@@ -30,6 +30,7 @@
 #include "base/status.h"
 #include "fs/config.h"
 #include "fs/superblock.h"
+#include "fs/tiering.h"
 
 namespace strata::crypto {
 class FsKeys;
@@ -44,11 +45,17 @@ class MetaStore;
 struct Op;
 struct InodeRow;
 struct ChunkRow;
+struct MoveEntry;
 }  // namespace strata::meta
+namespace strata::tiering {
+class Tier;
+class Policy;
+}  // namespace strata::tiering
 
 namespace strata::fs {
 
 class ChunkCache;
+class ReadCache;
 class RecordCodec;
 class WorkerPool;
 
@@ -99,6 +106,8 @@ struct OpenOptions {
   // How long to wait for the filesystem lock. A daemon that was just unmounted is still
   // flushing and committing; the CLI waits for it when no mount of this filesystem is active.
   int64_t lock_wait_ms = 0;
+  // Run migration passes in the background on the config's schedule (after Start).
+  bool background_tiering = true;
 };
 
 class Filesystem {
@@ -149,7 +158,13 @@ class Filesystem {
   Result<uint64_t> Open(uint64_t ino, int flags);
   Result<std::pair<Attr, uint64_t>> Create(uint64_t parent, const std::string& name, uint32_t mode,
                                            int flags, const Caller& caller);
+  // Blocks until the data is there, from whichever tier holds it.
   Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf);
+  // The same read for the FUSE glue: `done` runs exactly once, before ReadAsync returns when
+  // everything needed is in memory or on the hot tier (or the read cache), otherwise later on
+  // a cold-reader thread, so a read that waits on a slow tier never holds a FUSE worker.
+  using ReadDone = std::function<void(const Status& s, const char* data, size_t n)>;
+  void ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done);
   Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t offset, std::string_view data);
   Status Flush(uint64_t ino, uint64_t fh);
   Status Release(uint64_t ino, uint64_t fh);
@@ -162,6 +177,14 @@ class Filesystem {
   Result<std::string> GetXattr(uint64_t ino, const std::string& name);
   Result<std::vector<std::string>> ListXattr(uint64_t ino);
   Status RemoveXattr(uint64_t ino, const std::string& name);
+
+  // --- tiering (fs/tiering.cc, docs/tiering.md) ----------------------------------------------
+  // Runs one migration pass (or, with dry_run, counts what one would move). One pass at a
+  // time: a second caller waits for the first. InvalidArgument when the policy is bad.
+  Result<MigrateReport> Migrate(const MigrateOptions& options);
+  TieringStatus GetTieringStatus();
+  // Moves every chunk of `ino` to `tier` ("hot" recalls it) now, regardless of the policy.
+  Status MoveFile(uint64_t ino, const std::string& tier);
 
   const Superblock& superblock() const { return sb_; }
   uint64_t applied_lsn_at_open() const { return replayed_from_; }
@@ -240,8 +263,43 @@ class Filesystem {
   Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
                       const std::string& data);
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
-  Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf);
-  Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c);
+  Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
+                         bool allow_cold, bool* blocked);
+  // With allow_cold false, a chunk that would have to wait on a cold tier is not fetched:
+  // *blocked is set and the result is an error the caller discards.
+  Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c,
+                                                       bool allow_cold = true,
+                                                       bool* blocked = nullptr);
+  Result<size_t> ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf,
+                          bool allow_cold, bool* blocked);
+
+  // Tiering internals (fs/tiering.cc).
+  struct Fetch;
+  struct Builder;
+  Status OpenTiers();
+  void StartTiering();
+  void StopTiering();
+  void TieringLoop();
+  // The tier holding placement segment `segment` ("" for a journal segment). REQUIRES: mu_.
+  std::string TierOfLocked(uint64_t segment) const;
+  std::string SegmentKey(uint64_t segment) const;
+  // The sealed record payload of a stored chunk, from wherever it lives, checksum-verified.
+  Status ReadChunkPayload(uint64_t ino, const meta::ChunkRow& c, bool allow_cold, bool* blocked,
+                          std::string* payload);
+  Status FetchCold(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
+                   std::string* record);
+  Status RecoverPlacements(MigrateReport* report);
+  Status MoveChunksOf(uint64_t ino, const std::string& tier,
+                      std::map<std::string, std::unique_ptr<Builder>>* builders,
+                      uint64_t* moved_bytes);
+  Status AddToBuilder(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
+                      std::string_view payload,
+                      std::map<std::string, std::unique_ptr<Builder>>* builders);
+  Status FinishBuilder(Builder* b);
+  Status ReclaimSegments(MigrateReport* report);
+  Status DeletePlacement(uint64_t segment, const std::string& tier);
+  Result<MigrateReport> MigrateLocked(const MigrateOptions& options);
+  Result<std::shared_ptr<const tiering::Policy>> CurrentPolicy(bool reload);
   Status SyncAndCommit();
 
   Config config_;
@@ -265,6 +323,25 @@ class Filesystem {
   Status failed_;  // sticky: the database could not apply a journaled change
   uint64_t next_fh_ = 1;
   std::atomic<int64_t> dirty_bytes_{0};
+
+  // Tiering. tiers_ is fixed after Open ("hot" = placement segments under <hot>/segments).
+  std::map<std::string, std::unique_ptr<tiering::Tier>> tiers_;
+  std::unordered_map<uint64_t, std::string> placement_;  // segment -> tier; guarded by mu_
+  std::unique_ptr<ReadCache> read_cache_;
+  std::unique_ptr<WorkerPool> cold_readers_;  // ReadAsync jobs that wait on a tier
+  std::unique_ptr<WorkerPool> fetchers_;      // tier fetches (waiters give up at the timeout)
+  std::mutex fetch_mu_;
+  std::map<uint64_t, std::vector<std::shared_ptr<Fetch>>> fetches_;  // in flight, by segment
+  std::atomic<uint64_t> cold_fetches_{0};
+  std::mutex migrate_mu_;  // one pass at a time
+  std::mutex tiering_mu_;  // guards the fields below
+  std::condition_variable tiering_cv_;
+  std::shared_ptr<const tiering::Policy> policy_;
+  std::string policy_error_;
+  TieringStatus status_;  // pass_running, progress, last pass, backlog
+  bool tiering_stop_ = false;
+  bool background_tiering_ = true;
+  std::thread tierer_;
 
   std::mutex committer_mu_;
   std::condition_variable committer_cv_;

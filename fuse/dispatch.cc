@@ -33,11 +33,16 @@ void FillStat(const fs::Attr& a, struct stat* st) {
   st->st_ctim = ToTs(a.ctime);
 }
 
-void Request::Error(const Status& s) {
+void ReplyError(fuse_req_t req, const char* op, fuse_ino_t ino, const Status& s) {
   int err = s.ToErrno();
   if (s.code() != Status::Code::kPosix && s.code() != Status::Code::kNotFound)
-    log::Error("{} inode {}: {}", op_, ino_, s.ToString());
-  Errno(err == 0 ? EIO : err);
+    log::Error("{} inode {}: {}", op, ino, s.ToString());
+  fuse_reply_err(req, err == 0 ? EIO : err);
+}
+
+void Request::Error(const Status& s) {
+  replied_ = true;
+  ReplyError(req_, op_, ino_, s);
 }
 
 void Request::Entry(const fs::Attr& a) {

@@ -26,6 +26,8 @@ class Request {
   bool replied() const { return replied_; }
 
   void Error(const Status& s);
+  // The reply will be sent later by someone else (an asynchronous read), exactly once.
+  void Detach() { replied_ = true; }
   void Errno(int err) {
     replied_ = true;
     fuse_reply_err(req_, err);
@@ -73,6 +75,8 @@ class Request {
 };
 
 void FillStat(const fs::Attr& a, struct stat* st);
+// Replies the errno a failed Status maps to, logging what is not a plain POSIX outcome.
+void ReplyError(fuse_req_t req, const char* op, fuse_ino_t ino, const Status& s);
 
 template <typename Fn>
 void Dispatch(fuse_req_t req, const char* op, fuse_ino_t ino, Fn&& fn) noexcept {

@@ -29,12 +29,17 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Dispatch(req, "read", ino, [&](Request& r) {
-    // One buffer per worker thread: a fresh allocation per read costs page faults.
-    thread_local std::vector<char> buf;
-    if (buf.size() < size) buf.resize(size);
-    auto n = r.fs()->Read(ino, fi->fh, static_cast<uint64_t>(off), size, buf.data());
-    if (!n.ok()) return r.Error(n.status());
-    r.Buf(buf.data(), *n);
+    // Replies now for data in memory or on the hot tier; a read that waits on a cold tier
+    // replies later from a cold-reader thread, so this worker goes back to the queue.
+    fs::Filesystem* fs = r.fs();
+    r.Detach();
+    fs->ReadAsync(ino, fi->fh, static_cast<uint64_t>(off), size,
+                  [req, ino](const Status& s, const char* data, size_t n) {
+                    if (!s.ok())
+                      ReplyError(req, "read", ino, s);
+                    else
+                      fuse_reply_buf(req, data, n);
+                  });
   });
 }
 

@@ -8,7 +8,8 @@
 namespace strata::meta {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
+constexpr uint64_t kFirstPlacementSegment = uint64_t{1} << 40;  // = journal::kFirstPlacementSegment
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -30,7 +31,21 @@ CREATE TABLE IF NOT EXISTS chunks(
 CREATE TABLE IF NOT EXISTS xattrs(
   ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, live_bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, live_bytes INTEGER NOT NULL,
+  tier TEXT NOT NULL DEFAULT '', state INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS entries_ino ON entries(ino);
+CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
+)sql";
+
+// Version 1 -> 2: placement segments on tiers (tier, state, size), and the indexes tiering
+// needs (entry by inode for paths, chunks by segment for compaction).
+const char* kUpgrade1To2 = R"sql(
+ALTER TABLE segments ADD COLUMN tier TEXT NOT NULL DEFAULT '';
+ALTER TABLE segments ADD COLUMN state INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE segments ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS entries_ino ON entries(ino);
+CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
 )sql";
 
 class Stmt {
@@ -100,10 +115,12 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path, uint
     RETURN_IF_ERROR(m->Exec(kSchema));
     std::string ins = "INSERT OR IGNORE INTO meta VALUES('schema_version'," +
                       std::to_string(kSchemaVersion) +
-                      "),('applied_lsn',0),('next_ino',2),('inodes',0),('stored_bytes',0)";
+                      "),('applied_lsn',0),('next_ino',2),('inodes',0),('stored_bytes',0)," +
+                      "('next_placement'," + std::to_string(kFirstPlacementSegment) + ")";
     RETURN_IF_ERROR(m->Exec(ins.c_str()));
     RETURN_IF_ERROR(m->Exec("COMMIT"));
   }
+  RETURN_IF_ERROR(m->MaybeUpgrade(read_only));
   RETURN_IF_ERROR(m->LoadCounters());
   return m;
 }
@@ -139,6 +156,29 @@ Result<sqlite3_stmt*> MetaStore::Prepare(const char* sql) {
   return s;
 }
 
+Status MetaStore::MaybeUpgrade(bool read_only) {
+  int64_t version = 0;
+  {
+    PREP(q, "SELECT value FROM meta WHERE key = 'schema_version'");
+    if (q.Step() == SQLITE_ROW) version = q.Int(0);
+  }
+  if (version != 1) return Status::OK();  // LoadCounters judges every other version
+  if (read_only)
+    return Status::InvalidArgument("metadata database " + path_ +
+                                   " has schema version 1: mount it read-write once to upgrade");
+  RETURN_IF_ERROR(Exec("BEGIN"));
+  std::string sql = std::string(kUpgrade1To2) +
+                    "INSERT OR IGNORE INTO meta VALUES('next_placement'," +
+                    std::to_string(kFirstPlacementSegment) + ");";
+  Status s = Exec(sql.c_str());
+  if (s.ok()) s = Exec("COMMIT");
+  if (!s.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return s.WithContext("upgrading the metadata schema from version 1 to 2");
+  }
+  return Status::OK();
+}
+
 Status MetaStore::LoadCounters() {
   PREP(q, "SELECT key, value FROM meta");
   int rc;
@@ -150,6 +190,7 @@ Status MetaStore::LoadCounters() {
     if (k == "next_ino") next_ino_ = static_cast<uint64_t>(v);
     if (k == "inodes") totals_.inodes = static_cast<uint64_t>(v);
     if (k == "stored_bytes") totals_.stored_bytes = static_cast<uint64_t>(v);
+    if (k == "next_placement") next_placement_ = static_cast<uint64_t>(v);
     if (k == "schema_version") {
       have_schema = true;
       if (v != kSchemaVersion)
@@ -174,8 +215,10 @@ Status MetaStore::Commit() {
   if (!in_txn_) return Status::OK();
   PREP(u,
        "UPDATE meta SET value = CASE key WHEN 'applied_lsn' THEN ?1 WHEN 'next_ino' THEN ?2 "
-       "WHEN 'inodes' THEN ?3 WHEN 'stored_bytes' THEN ?4 ELSE value END");
+       "WHEN 'inodes' THEN ?3 WHEN 'stored_bytes' THEN ?4 WHEN 'next_placement' THEN ?5 "
+       "ELSE value END");
   u.Bind(1, applied_lsn_).Bind(2, next_ino_).Bind(3, totals_.inodes).Bind(4, totals_.stored_bytes);
+  u.Bind(5, next_placement_);
   STEP_DONE(u, "store applied LSN");
   Status s = Exec("COMMIT");
   if (!s.ok()) {
@@ -236,6 +279,12 @@ Status MetaStore::Apply(const Op& op, uint64_t lsn) {
       break;
     case OpKind::kChunk:
       s = ApplyChunk(op);
+      break;
+    case OpKind::kSegmentState:
+      s = ApplySegmentState(op);
+      break;
+    case OpKind::kMoveChunks:
+      s = ApplyMoveChunks(op);
       break;
   }
   if (!s.ok()) return s.WithContext("applying LSN " + std::to_string(lsn));
@@ -456,6 +505,116 @@ Status MetaStore::ApplyChunk(const Op& op) {
   u.Bind(1, op.size).Bind(2, op.mtime).Bind(3, op.ino);
   STEP_DONE(u, "update size");
   return Status::OK();
+}
+
+Status MetaStore::ApplySegmentState(const Op& op) {
+  auto state = static_cast<SegmentState>(op.flags);
+  if (state == SegmentState::kGone) {
+    PREP(q, "DELETE FROM segments WHERE id = ?");
+    q.Bind(1, op.segment);
+    STEP_DONE(q, "drop segment");
+    return Status::OK();
+  }
+  if (op.flags > static_cast<uint32_t>(SegmentState::kGone))
+    return Status::Corruption("segment " + std::to_string(op.segment) + ": unknown state " +
+                              std::to_string(op.flags));
+  PREP(q,
+       "INSERT INTO segments(id, live_bytes, tier, state, size) VALUES(?1, 0, ?2, ?3, ?4) "
+       "ON CONFLICT(id) DO UPDATE SET tier = ?2, state = ?3, size = MAX(size, ?4)");
+  q.Bind(1, op.segment).Bind(2, op.name).Bind(3, op.flags).Bind(4, op.size);
+  STEP_DONE(q, "set segment state");
+  if (op.segment >= kFirstPlacementSegment && op.segment >= next_placement_)
+    next_placement_ = op.segment + 1;
+  return Status::OK();
+}
+
+Status MetaStore::ApplyMoveChunks(const Op& op) {
+  std::vector<MoveEntry> entries;
+  RETURN_IF_ERROR(DecodeMoveEntries(op.blob, &entries));
+  for (const MoveEntry& e : entries) {
+    ASSIGN_OR_RETURN(auto old, GetChunk(e.ino, e.index));
+    // Rewritten, truncated or deleted since it was copied: the copy is dead weight.
+    if (!old || old->version != e.version || old->stored_len != e.stored_len) continue;
+    RETURN_IF_ERROR(AddStored(e.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
+    PREP(q, "UPDATE chunks SET segment = ?, offset = ? WHERE ino = ? AND idx = ?");
+    q.Bind(1, op.segment).Bind(2, e.offset).Bind(3, e.ino).Bind(4, e.index);
+    STEP_DONE(q, "move chunk");
+    RETURN_IF_ERROR(AddStored(e.ino, op.segment, e.stored_len));
+  }
+  PREP(s, "UPDATE segments SET state = 0 WHERE id = ?");
+  s.Bind(1, op.segment);
+  STEP_DONE(s, "mark segment live");
+  return Status::OK();
+}
+
+Result<std::vector<SegmentRow>> MetaStore::ListSegments() {
+  PREP(q, "SELECT id, tier, state, live_bytes, size FROM segments ORDER BY id");
+  std::vector<SegmentRow> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    SegmentRow r;
+    r.id = static_cast<uint64_t>(q.Int(0));
+    r.tier = q.Blob(1);
+    r.state = static_cast<SegmentState>(q.Int(2));
+    r.live_bytes = static_cast<uint64_t>(q.Int(3));
+    r.size = static_cast<uint64_t>(q.Int(4));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return SqlError("list segments");
+  return out;
+}
+
+Result<std::vector<ChunkRow>> MetaStore::ListChunks(uint64_t ino) {
+  PREP(q,
+       "SELECT idx, segment, offset, stored_len, logical_len, version FROM chunks "
+       "WHERE ino = ? ORDER BY idx");
+  q.Bind(1, ino);
+  std::vector<ChunkRow> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    ChunkRow c;
+    c.index = static_cast<uint64_t>(q.Int(0));
+    c.segment = static_cast<uint64_t>(q.Int(1));
+    c.offset = static_cast<uint64_t>(q.Int(2));
+    c.stored_len = static_cast<uint32_t>(q.Int(3));
+    c.logical_len = static_cast<uint32_t>(q.Int(4));
+    c.version = static_cast<uint64_t>(q.Int(5));
+    out.push_back(c);
+  }
+  if (rc != SQLITE_DONE) return SqlError("list chunks");
+  return out;
+}
+
+Result<std::vector<std::pair<uint64_t, ChunkRow>>> MetaStore::ListChunksInSegment(
+    uint64_t segment) {
+  PREP(q,
+       "SELECT ino, idx, offset, stored_len, logical_len, version FROM chunks "
+       "WHERE segment = ? ORDER BY offset");
+  q.Bind(1, segment);
+  std::vector<std::pair<uint64_t, ChunkRow>> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    ChunkRow c;
+    c.index = static_cast<uint64_t>(q.Int(1));
+    c.segment = segment;
+    c.offset = static_cast<uint64_t>(q.Int(2));
+    c.stored_len = static_cast<uint32_t>(q.Int(3));
+    c.logical_len = static_cast<uint32_t>(q.Int(4));
+    c.version = static_cast<uint64_t>(q.Int(5));
+    out.emplace_back(static_cast<uint64_t>(q.Int(0)), c);
+  }
+  if (rc != SQLITE_DONE) return SqlError("list chunks of a segment");
+  return out;
+}
+
+Result<std::optional<std::pair<uint64_t, std::string>>> MetaStore::ParentOf(uint64_t ino) {
+  PREP(q, "SELECT parent, name FROM entries WHERE ino = ? LIMIT 1");
+  q.Bind(1, ino);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::pair<uint64_t, std::string>>();
+  if (rc != SQLITE_ROW) return SqlError("find parent");
+  return std::optional<std::pair<uint64_t, std::string>>(
+      std::make_pair(static_cast<uint64_t>(q.Int(0)), q.Blob(1)));
 }
 
 Status MetaStore::ApplyDeleteInode(const Op& op) {

@@ -51,6 +51,14 @@ struct ChunkRow {
   uint64_t version = 0;
 };
 
+struct SegmentRow {
+  uint64_t id = 0;
+  std::string tier;  // "" = a journal segment on the hot tier; else the tier holding it
+  SegmentState state = SegmentState::kLive;
+  uint64_t live_bytes = 0;  // stored bytes of chunks that point into it
+  uint64_t size = 0;        // object size (placement segments)
+};
+
 struct Totals {
   uint64_t inodes = 0;
   uint64_t stored_bytes = 0;
@@ -78,6 +86,8 @@ class MetaStore {
   Status Checkpoint();
   uint64_t applied_lsn() const { return applied_lsn_; }
   uint64_t next_ino() const { return next_ino_; }
+  // The id the next placement segment gets (>= journal::kFirstPlacementSegment).
+  uint64_t next_placement_segment() const { return next_placement_; }
 
   Result<std::optional<InodeRow>> GetInode(uint64_t ino);
   // The inode an entry names, if any.
@@ -88,6 +98,13 @@ class MetaStore {
   Result<std::optional<ChunkRow>> GetChunk(uint64_t ino, uint64_t index);
   Result<std::optional<std::string>> GetXattr(uint64_t ino, const std::string& name);
   Result<std::vector<std::pair<std::string, std::string>>> ListXattrs(uint64_t ino);
+  // Every segment row, by id: journal segments with data, and placement segments.
+  Result<std::vector<SegmentRow>> ListSegments();
+  Result<std::vector<ChunkRow>> ListChunks(uint64_t ino);
+  // (ino, chunk) of every chunk stored in `segment`, by offset.
+  Result<std::vector<std::pair<uint64_t, ChunkRow>>> ListChunksInSegment(uint64_t segment);
+  // One entry naming `ino`: (parent, encrypted name); nullopt for the root or an orphan.
+  Result<std::optional<std::pair<uint64_t, std::string>>> ParentOf(uint64_t ino);
   // Inodes with nlink 0: unlinked while open when the process stopped.
   Result<std::vector<uint64_t>> Orphans();
   Totals totals() const { return totals_; }
@@ -98,6 +115,7 @@ class MetaStore {
   Result<sqlite3_stmt*> Prepare(const char* sql);
   Status Begin();
   Status LoadCounters();
+  Status MaybeUpgrade(bool read_only);
   Status AdjustNlink(uint64_t ino, int delta);
   Status TouchDir(uint64_t ino, int64_t t);
   Status InsertEntry(uint64_t parent, const std::string& name, uint64_t ino, uint32_t mode);
@@ -112,6 +130,8 @@ class MetaStore {
   Status ApplySetAttr(const Op& op);
   Status ApplyChunk(const Op& op);
   Status ApplyDeleteInode(const Op& op);
+  Status ApplySegmentState(const Op& op);
+  Status ApplyMoveChunks(const Op& op);
   Status SqlError(const char* what);
 
   sqlite3* db_ = nullptr;
@@ -120,6 +140,7 @@ class MetaStore {
   bool in_txn_ = false;
   uint64_t applied_lsn_ = 0;
   uint64_t next_ino_ = 2;
+  uint64_t next_placement_ = uint64_t{1} << 40;
   Totals totals_;
   std::vector<std::pair<const char*, sqlite3_stmt*>> stmts_;
 };

@@ -42,7 +42,7 @@ Status DecodeOp(std::string_view in, Op* op) {
   uint8_t kind = 0, version = 0;
   d.GetU8(&kind);
   d.GetU8(&version);
-  if (!d.ok() || version != kOpVersion || kind < 1 || kind > 9)
+  if (!d.ok() || version != kOpVersion || kind < 1 || kind > 11)
     return Status::Corruption("metadata op: unknown kind " + std::to_string(kind) + " or version " +
                               std::to_string(version));
   op->kind = static_cast<OpKind>(kind);
@@ -69,6 +69,35 @@ Status DecodeOp(std::string_view in, Op* op) {
   d.GetU32(&op->logical_len);
   d.GetU64(&op->version);
   if (!d.done()) return Status::Corruption("metadata op: truncated or trailing bytes");
+  return Status::OK();
+}
+
+std::string EncodeMoveEntries(const std::vector<MoveEntry>& entries) {
+  std::string s;
+  s.reserve(entries.size() * 36);
+  for (const MoveEntry& e : entries) {
+    PutFixed64(&s, e.ino);
+    PutFixed64(&s, e.index);
+    PutFixed64(&s, e.version);
+    PutFixed64(&s, e.offset);
+    PutFixed32(&s, e.stored_len);
+  }
+  return s;
+}
+
+Status DecodeMoveEntries(std::string_view in, std::vector<MoveEntry>* out) {
+  out->clear();
+  Decoder d(in);
+  while (!d.done()) {
+    MoveEntry e;
+    d.GetU64(&e.ino);
+    d.GetU64(&e.index);
+    d.GetU64(&e.version);
+    d.GetU64(&e.offset);
+    d.GetU32(&e.stored_len);
+    if (!d.ok()) return Status::Corruption("metadata op: truncated chunk move list");
+    out->push_back(e);
+  }
   return Status::OK();
 }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -28,7 +29,28 @@ enum class OpKind : uint8_t {
   kRemoveXattr = 7,
   kDeleteInode = 8,  // an inode with nlink 0 and no open handle is gone, with its chunks
   kChunk = 9,        // a data chunk was stored (applied from kData records)
+  // Tiering (docs/tiering.md). A placement segment changes state: `segment`, `name` = tier
+  // name (plain: not patient data), `flags` = SegmentState.
+  kSegmentState = 10,
+  // Chunks copied verbatim into placement segment `segment`: `blob` = packed MoveEntry list.
+  // Each entry applies only if the chunk still has that version; otherwise the copy is dead.
+  kMoveChunks = 11,
 };
+
+// Where a placement segment is in its life. Rows of journal segments are always kLive.
+enum class SegmentState : uint32_t {
+  kLive = 0,       // verified on its tier; chunks may point at it
+  kUploading = 1,  // intent logged before the upload: if no kMoveChunks follows, roll back
+  kDeleting = 2,   // no live chunk: the object is being removed from its tier
+  kGone = 3,       // removed: the row is dropped
+};
+
+struct MoveEntry {
+  uint64_t ino = 0, index = 0, version = 0, offset = 0;
+  uint32_t stored_len = 0;
+};
+std::string EncodeMoveEntries(const std::vector<MoveEntry>& entries);
+Status DecodeMoveEntries(std::string_view in, std::vector<MoveEntry>* out);
 
 // SetAttr field mask.
 enum SetAttrMask : uint32_t {

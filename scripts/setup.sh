@@ -10,11 +10,13 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   # libraries strata links against
   libfuse3-dev liburing-dev libzstd-dev libsqlite3-dev libssl-dev libtomlplusplus-dev
-  libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev libargon2-dev
+  libcli11-dev libfmt-dev libspdlog-dev libsystemd-dev libargon2-dev libcurl4-openssl-dev
   # tests
   libgtest-dev libgmock-dev
   # runtime and tools used by tests, benchmarks and the demo
   fuse3 zstd sqlite3 fio gocryptfs attr acl python3
+  # a real S3 server (single-node Ceph RGW) for the S3 tier tests: scripts/s3-server.sh
+  ceph-mon ceph-osd radosgw ceph-common
 )
 
 missing=()

@@ -85,8 +85,8 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);  // no CLOEXEC: it is stdout
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   std::vector<char*> ptrs = ArgvPointers(argv);
   pid_t pid = -1;
@@ -330,6 +330,7 @@ void MountFixture::WriteConfig() {
   for (const std::string& line : filesystem_config_) toml << line << "\n";
   toml << "\n[keys]\nkey_file = " << Quote(key_) << "\n"
        << "\n[tiers.hot]\npath = " << Quote(hot_) << "\n";
+  for (const std::string& line : extra_config_) toml << line << "\n";
   ASSERT_TRUE(WriteWholeFile(config_, toml.str(), 0644)) << config_;
 }
 

@@ -86,6 +86,8 @@ class MountFixture : public ::testing::Test {
   std::vector<std::string> mount_options_;
   // Extra `key = value` lines for the config's [filesystem] table.
   std::vector<std::string> filesystem_config_;
+  // Extra lines appended after the [tiers.hot] table (more tiers, [policy], [cache], ...).
+  std::vector<std::string> extra_config_;
   // Whether SetUp mounts (mkfs always runs).
   bool mount_in_setup_ = true;
 

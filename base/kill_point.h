@@ -1,0 +1,20 @@
+// Named kill points for crash tests (RocksDB's sync points, reduced to what a kill -9 test
+// needs). KILL_POINT("migrate.uploaded") raises SIGKILL in the calling process when the
+// environment variable STRATA_KILL_AT names that point (optionally "name:N" for its N-th hit,
+// counting from 1), so a test can stop the daemon exactly between two steps of a protocol.
+//
+// Compiled in only when STRATA_KILL_POINTS is defined (the dev and asan-ubsan presets); in a
+// release build KILL_POINT expands to nothing.
+#pragma once
+
+namespace strata {
+void KillPointHit(const char* name);
+}  // namespace strata
+
+#ifdef STRATA_KILL_POINTS
+#define KILL_POINT(name) ::strata::KillPointHit(name)
+#else
+#define KILL_POINT(name) \
+  do {                   \
+  } while (0)
+#endif
