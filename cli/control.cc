@@ -78,7 +78,6 @@ ControlServer::~ControlServer() {
 }
 
 void ControlServer::Loop() {
-  std::vector<std::thread> workers;
   for (;;) {
     pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     if (::poll(p, 2, -1) < 0) {
@@ -88,12 +87,21 @@ void ControlServer::Loop() {
     if (p[1].revents) break;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    workers.emplace_back([this, fd] {
+    // One detached thread per request (a migration may run for hours while status requests
+    // come and go); the destructor waits for the count to reach zero.
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++active_;
+    }
+    std::thread([this, fd] {
       Handle(fd);
       ::close(fd);
-    });
+      std::lock_guard<std::mutex> l(mu_);
+      if (--active_ == 0) idle_.notify_all();
+    }).detach();
   }
-  for (auto& w : workers) w.join();
+  std::unique_lock<std::mutex> l(mu_);
+  idle_.wait(l, [&] { return active_ == 0; });
 }
 
 void ControlServer::Handle(int fd) {

@@ -9,9 +9,10 @@
 //             (the same text or JSON the command prints when run unmounted) until EOF.
 #pragma once
 
-#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -37,6 +38,9 @@ class ControlServer {
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1};
   std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable idle_;
+  int active_ = 0;  // requests being handled; guarded by mu_
 };
 
 // What a request produced: exit code and output.

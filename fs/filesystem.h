@@ -46,6 +46,7 @@ struct Op;
 struct InodeRow;
 struct ChunkRow;
 struct MoveEntry;
+enum class SegmentState : uint32_t;
 }  // namespace strata::meta
 namespace strata::tiering {
 class Tier;
@@ -298,6 +299,8 @@ class Filesystem {
   Status FinishBuilder(Builder* b);
   Status ReclaimSegments(MigrateReport* report);
   Status DeletePlacement(uint64_t segment, const std::string& tier);
+  // Journals a placement segment's new state and keeps placement_ in step. REQUIRES: mu_.
+  Status LogSegmentStateLocked(uint64_t segment, const std::string& tier, meta::SegmentState state);
   Result<MigrateReport> MigrateLocked(const MigrateOptions& options);
   Result<std::shared_ptr<const tiering::Policy>> CurrentPolicy(bool reload);
   Status SyncAndCommit();
@@ -330,7 +333,7 @@ class Filesystem {
   std::unique_ptr<ReadCache> read_cache_;
   std::unique_ptr<WorkerPool> cold_readers_;  // ReadAsync jobs that wait on a tier
   std::unique_ptr<WorkerPool> fetchers_;      // tier fetches (waiters give up at the timeout)
-  std::mutex fetch_mu_;
+  std::mutex fetch_mu_;                       // never held while waiting for mu_
   std::map<uint64_t, std::vector<std::shared_ptr<Fetch>>> fetches_;  // in flight, by segment
   std::atomic<uint64_t> cold_fetches_{0};
   std::mutex migrate_mu_;  // one pass at a time

@@ -1,5 +1,6 @@
-// The tiering engine: tiers, placement segments, migration passes, cold reads and the read
-// cache. The protocol and its crash guarantees are in fs/tiering.h and docs/tiering.md.
+// The tiering engine: tiers, placement segments, migration passes and the background loop.
+// The protocol and its crash guarantees are in fs/tiering.h and docs/tiering.md; reads of
+// cold data are in fs/cold_read.cc, the reports in fs/tiering_report.cc.
 #include "fs/tiering.h"
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "fs/filesystem.h"
 #include "fs/read_cache.h"
 #include "fs/records.h"
+#include "fs/tiering_internal.h"
 #include "fs/worker_pool.h"
 #include "journal/journal.h"
 #include "journal/placement.h"
@@ -28,14 +30,11 @@
 namespace strata::fs {
 namespace {
 
-constexpr uint64_t kPrefetchBytes = 1 << 20;  // one cold fetch covers up to this much of a file
-constexpr const char* kHot = "hot";
-
-std::string StagingDir(const Config& c) { return JoinPath(c.hot_path, "staging"); }
-std::string HotSegmentsDir(const Config& c) { return JoinPath(c.hot_path, "segments"); }
-std::string ReadCacheDir(const Config& c) { return JoinPath(c.hot_path, "cache"); }
-
-bool IsPlacement(uint64_t segment) { return segment >= journal::kFirstPlacementSegment; }
+using internal::HotSegmentsDir;
+using internal::IsPlacement;
+using internal::kHot;
+using internal::ReadCacheDir;
+using internal::StagingDir;
 
 Result<std::unique_ptr<tiering::Tier>> OpenColdTier(const TierConfig& t, Env* env,
                                                     const std::string& source) {
@@ -63,17 +62,6 @@ Result<std::unique_ptr<tiering::Tier>> OpenColdTier(const TierConfig& t, Env* en
 }
 
 }  // namespace
-
-// One cold fetch in flight: a byte range of one segment, shared by every reader that needs a
-// record inside it. Waiters give up at their tier's read timeout; the fetch itself may go on.
-struct Filesystem::Fetch {
-  uint64_t begin = 0, end = 0;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  Status status;
-  std::string bytes;  // [begin, end) of the segment
-};
 
 // A placement segment being filled for one tier during a pass.
 struct Filesystem::Builder {
@@ -108,7 +96,9 @@ Status Filesystem::OpenTiers() {
           "read as EIO until the tier is configured again",
           sb_.name, s.id, s.tier, config_.source);
   }
-  read_cache_ = std::make_unique<ReadCache>(env_, ReadCacheDir(config_), config_.read_cache_bytes);
+  // A read-only open writes nothing on the hot tier, not even cache entries.
+  read_cache_ = std::make_unique<ReadCache>(env_, ReadCacheDir(config_),
+                                            read_only_ ? 0 : config_.read_cache_bytes);
   if (!read_only_) {
     RETURN_IF_ERROR(env_->CreateDir(HotSegmentsDir(config_)));
     RETURN_IF_ERROR(env_->CreateDir(StagingDir(config_)));
@@ -124,137 +114,6 @@ std::string Filesystem::TierOfLocked(uint64_t segment) const {
   if (!IsPlacement(segment)) return std::string();
   auto it = placement_.find(segment);
   return it == placement_.end() ? std::string("?") : it->second;
-}
-
-// --- reads ---------------------------------------------------------------------------------
-
-Status Filesystem::ReadChunkPayload(uint64_t ino, const meta::ChunkRow& c, bool allow_cold,
-                                    bool* blocked, std::string* payload) {
-  journal::Location loc{c.segment, c.offset, c.stored_len};
-  if (!IsPlacement(c.segment)) return journal_->Read(loc, payload);
-  std::string tier;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    tier = TierOfLocked(c.segment);
-  }
-  auto it = tiers_.find(tier);
-  if (it == tiers_.end())
-    return Status::Unavailable(
-        fmt::format("segment {:x} is on tier '{}', which is not configured", c.segment, tier));
-  std::string record;
-  const std::string where = fmt::format("tier {} segment {:x}", tier, c.segment);
-  if (tier == kHot) {
-    RETURN_IF_ERROR(it->second->Get(SegmentKey(c.segment), c.offset,
-                                    journal::kRecordHeaderBytes + uint64_t{c.stored_len}, &record));
-    Status s = journal::ParseRecord(record, loc, payload);
-    if (!s.ok()) log::Alert("filesystem {}: {}: {}", sb_.name, where, s.message());
-    return s.WithContext(where);
-  }
-  if (auto hit = read_cache_->Get(c.segment, c.offset)) {
-    if (journal::ParseRecord(*hit, loc, payload).ok()) return Status::OK();
-    read_cache_->Drop(c.segment, c.offset);  // damaged on the hot tier: fetch it again
-  }
-  if (!allow_cold) {
-    if (blocked != nullptr) *blocked = true;
-    return Status::Unavailable("a cold read must not run here");
-  }
-  RETURN_IF_ERROR(FetchCold(tier, ino, c, &record));
-  Status s = journal::ParseRecord(record, loc, payload);
-  if (!s.ok()) {
-    read_cache_->Drop(c.segment, c.offset);
-    log::Alert("filesystem {}: {}: {}", sb_.name, where, s.message());
-    return s.WithContext(where);
-  }
-  return Status::OK();
-}
-
-Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const meta::ChunkRow& c,
-                             std::string* record) {
-  const uint64_t need_begin = c.offset;
-  const uint64_t need_end = c.offset + journal::kRecordHeaderBytes + c.stored_len;
-  tiering::Tier* tier = tiers_.at(tier_name).get();
-  const TierConfig* tc = config_.FindTier(tier_name);
-  const int64_t timeout_ms = tc ? tc->read_timeout_ms : 30000;
-
-  std::shared_ptr<Fetch> f;
-  bool start = false;
-  {
-    std::lock_guard<std::mutex> l(fetch_mu_);
-    for (const auto& in : fetches_[c.segment])
-      if (in->begin <= need_begin && need_end <= in->end) f = in;
-    if (f == nullptr) {
-      // Prefetch: the chunks of this file that follow this one in the same segment, so one
-      // ranged read brings a whole small file (a DICOM instance) in.
-      f = std::make_shared<Fetch>();
-      f->begin = need_begin;
-      f->end = need_end;
-      std::vector<meta::ChunkRow> rest;
-      {
-        std::lock_guard<std::mutex> ml(mu_);
-        auto chunks = meta_->ListChunks(ino);
-        if (chunks.ok()) rest = std::move(chunks).value();
-      }
-      for (const auto& r : rest) {
-        if (r.index <= c.index || r.segment != c.segment) continue;
-        if (r.offset != f->end) break;
-        uint64_t end = r.offset + journal::kRecordHeaderBytes + r.stored_len;
-        if (end - f->begin > kPrefetchBytes) break;
-        f->end = end;
-      }
-      fetches_[c.segment].push_back(f);
-      start = true;
-    }
-  }
-  if (start) {
-    ++cold_fetches_;
-    auto job = [this, tier, f, segment = c.segment, ino] {
-      std::string bytes;
-      Status s = tier->Get(SegmentKey(segment), f->begin, f->end - f->begin, &bytes);
-      if (s.ok()) {
-        // Keep every record of the range on the hot tier for the reads that follow.
-        std::vector<meta::ChunkRow> rows;
-        {
-          std::lock_guard<std::mutex> ml(mu_);
-          auto chunks = meta_->ListChunks(ino);
-          if (chunks.ok()) rows = std::move(chunks).value();
-        }
-        for (const auto& r : rows) {
-          if (r.segment != segment || r.offset < f->begin) continue;
-          uint64_t end = r.offset + journal::kRecordHeaderBytes + r.stored_len;
-          if (end > f->end) continue;
-          read_cache_->Put(segment, r.offset,
-                           std::string_view(bytes).substr(r.offset - f->begin, end - r.offset));
-        }
-      } else {
-        log::Error("filesystem {}: read of inode {} from {}: {}", sb_.name, ino, tier->name(),
-                   s.ToString());
-      }
-      {
-        std::lock_guard<std::mutex> l(f->mu);
-        f->status = s;
-        f->bytes = std::move(bytes);
-        f->done = true;
-      }
-      f->cv.notify_all();
-      std::lock_guard<std::mutex> l(fetch_mu_);
-      auto& v = fetches_[segment];
-      v.erase(std::remove(v.begin(), v.end(), f), v.end());
-      if (v.empty()) fetches_.erase(segment);
-    };
-    if (fetchers_ != nullptr)
-      fetchers_->Submit(std::move(job));
-    else
-      job();
-  }
-  std::unique_lock<std::mutex> l(f->mu);
-  if (!f->cv.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return f->done; })) {
-    return Status::Unavailable(fmt::format(
-        "tier {}: no answer within {} ms reading segment {:x} (read_timeout in [tiers.{}])",
-        tier_name, timeout_ms, c.segment, tier_name));
-  }
-  if (!f->status.ok()) return f->status;
-  record->assign(f->bytes, need_begin - f->begin, need_end - need_begin);
-  return Status::OK();
 }
 
 // --- migration -----------------------------------------------------------------------------
@@ -291,26 +150,18 @@ Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
   status_.last_pass_end_ns = Now();
   if (r.ok()) {
     const MigrateReport& rep = *r;
-    if (rep.dry_run) {
-      status_.backlog_files = status_.backlog_bytes = 0;
-      for (const auto& rc : rep.rules) {
-        status_.backlog_files += rc.files;
-        status_.backlog_bytes += rc.bytes;
-      }
-    } else {
-      uint64_t selected_files = 0, selected_bytes = 0;
-      for (const auto& rc : rep.rules) {
-        selected_files += rc.files;
-        selected_bytes += rc.bytes;
-      }
-      status_.backlog_files = selected_files - std::min(selected_files, rep.files_moved);
-      status_.backlog_bytes = selected_bytes - std::min(selected_bytes, rep.bytes_moved);
+    uint64_t files = 0, bytes = 0;  // selected by the policy and not on their tier yet
+    for (const auto& rc : rep.rules) {
+      files += rc.files;
+      bytes += rc.bytes;
     }
+    status_.backlog_files = files - std::min(files, rep.files_moved);
+    status_.backlog_bytes = bytes - std::min(bytes, rep.bytes_moved);
     status_.last_pass_result =
         rep.errors.empty()
             ? fmt::format("ok: {} {} files ({} bytes)", rep.dry_run ? "would move" : "moved",
-                          rep.dry_run ? status_.backlog_files : rep.files_moved,
-                          rep.dry_run ? status_.backlog_bytes : rep.bytes_moved)
+                          rep.dry_run ? files : rep.files_moved,
+                          rep.dry_run ? bytes : rep.bytes_moved)
             : "incomplete: " + rep.errors.front();
   } else {
     status_.last_pass_result = "failed: " + r.status().ToString();
@@ -439,7 +290,6 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
           tick("scanning", false);
           continue;
         }
-        if (rule->to != kHot && !tiers_.count(rule->to)) continue;
         uint64_t moved = 0;
         s = MoveChunksOf(ino, rule->to, &builders, &moved);
         if (!s.ok()) {
@@ -554,13 +404,7 @@ Status Filesystem::AddToBuilder(const std::string& tier, uint64_t ino, const met
     {
       std::lock_guard<std::mutex> l(mu_);
       id = meta_->next_placement_segment();
-      meta::Op op;
-      op.kind = meta::OpKind::kSegmentState;
-      op.segment = id;
-      op.name = tier;
-      op.flags = static_cast<uint32_t>(meta::SegmentState::kUploading);
-      RETURN_IF_ERROR(LogLocked(op));
-      placement_[id] = tier;
+      RETURN_IF_ERROR(LogSegmentStateLocked(id, tier, meta::SegmentState::kUploading));
     }
     RETURN_IF_ERROR(SyncAndCommit());
     KILL_POINT("migrate.intent");
@@ -602,17 +446,10 @@ Status Filesystem::FinishBuilder(Builder* b) {
     // Step 5: the move, applied chunk by chunk only where the chunk is unchanged.
     {
       std::lock_guard<std::mutex> l(mu_);
-      meta::Op state;
-      state.kind = meta::OpKind::kSegmentState;
-      state.segment = id;
-      state.name = b->tier;
-      state.flags = static_cast<uint32_t>(meta::SegmentState::kUploading);
-      state.size = size;
-      RETURN_IF_ERROR(LogLocked(state));
       meta::Op op;
       op.kind = meta::OpKind::kMoveChunks;
       op.segment = id;
-      op.name = b->tier;
+      op.size = size;
       op.blob = meta::EncodeMoveEntries(b->entries);
       RETURN_IF_ERROR(LogLocked(op));
     }
@@ -640,6 +477,21 @@ Status Filesystem::FinishBuilder(Builder* b) {
   return Status::OK();
 }
 
+Status Filesystem::LogSegmentStateLocked(uint64_t segment, const std::string& tier,
+                                         meta::SegmentState state) {
+  meta::Op op;
+  op.kind = meta::OpKind::kSegmentState;
+  op.segment = segment;
+  op.name = tier;
+  op.flags = static_cast<uint32_t>(state);
+  RETURN_IF_ERROR(LogLocked(op));
+  if (state == meta::SegmentState::kGone)
+    placement_.erase(segment);
+  else
+    placement_[segment] = tier;
+  return Status::OK();
+}
+
 // Removes a placement segment that no chunk points at: object first, then the row.
 Status Filesystem::DeletePlacement(uint64_t segment, const std::string& tier) {
   auto it = tiers_.find(tier);
@@ -649,13 +501,7 @@ Status Filesystem::DeletePlacement(uint64_t segment, const std::string& tier) {
   KILL_POINT("migrate.deleted");
   {
     std::lock_guard<std::mutex> l(mu_);
-    meta::Op op;
-    op.kind = meta::OpKind::kSegmentState;
-    op.segment = segment;
-    op.name = tier;
-    op.flags = static_cast<uint32_t>(meta::SegmentState::kGone);
-    RETURN_IF_ERROR(LogLocked(op));
-    placement_.erase(segment);
+    RETURN_IF_ERROR(LogSegmentStateLocked(segment, tier, meta::SegmentState::kGone));
   }
   return SyncAndCommit();
 }
@@ -692,12 +538,7 @@ Status Filesystem::ReclaimSegments(MigrateReport* report) {
   for (const auto& r : empty) {
     {
       std::lock_guard<std::mutex> l(mu_);
-      meta::Op op;
-      op.kind = meta::OpKind::kSegmentState;
-      op.segment = r.id;
-      op.name = r.tier;
-      op.flags = static_cast<uint32_t>(meta::SegmentState::kDeleting);
-      RETURN_IF_ERROR(LogLocked(op));
+      RETURN_IF_ERROR(LogSegmentStateLocked(r.id, r.tier, meta::SegmentState::kDeleting));
     }
     RETURN_IF_ERROR(SyncAndCommit());
     Status s = DeletePlacement(r.id, r.tier);
@@ -791,124 +632,6 @@ void Filesystem::TieringLoop() {
                 r->errors.empty() ? "" : "; incomplete: " + r->errors.front());
     l.lock();
   }
-}
-
-// --- reports -------------------------------------------------------------------------------
-
-namespace {
-
-std::string JsonString(std::string_view s) {
-  std::string o = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20)
-          o += fmt::format("\\u{:04x}", static_cast<int>(c));
-        else
-          o += c;
-    }
-  }
-  return o + "\"";
-}
-
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 5) v /= 1024, ++u;
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
-}
-
-}  // namespace
-
-std::string ToJson(const MigrateReport& r) {
-  std::string rules;
-  for (const auto& rc : r.rules) {
-    if (!rules.empty()) rules += ",";
-    rules += fmt::format(R"({{"rule":{},"to":{},"files":{},"bytes":{}}})", JsonString(rc.rule),
-                         JsonString(rc.to), rc.files, rc.bytes);
-  }
-  std::string errors;
-  for (const auto& e : r.errors) errors += (errors.empty() ? "" : ",") + JsonString(e);
-  return fmt::format(
-      R"({{"dry_run":{},"files_scanned":{},"rules":[{}],"files_moved":{},"bytes_moved":{},)"
-      R"("segments_written":{},"segments_deleted":{},"segments_rolled_back":{},"errors":[{}],)"
-      R"("elapsed_ms":{}}})",
-      r.dry_run, r.files_scanned, rules, r.files_moved, r.bytes_moved, r.segments_written,
-      r.segments_deleted, r.segments_rolled_back, errors, r.elapsed_ms);
-}
-
-std::string ToText(const MigrateReport& r) {
-  std::string o;
-  o += fmt::format("{} files scanned in {:.1f} s\n", r.files_scanned, r.elapsed_ms / 1000.0);
-  o += fmt::format("{:<24} {:<12} {:>10} {:>14}\n", "rule", "to", "files", "bytes");
-  for (const auto& rc : r.rules)
-    o += fmt::format("{:<24} {:<12} {:>10} {:>14}\n", rc.rule, rc.to, rc.files,
-                     HumanBytes(rc.bytes));
-  if (r.dry_run) {
-    o += "dry run: nothing was moved\n";
-  } else {
-    o += fmt::format("moved {} files ({}) in {} segments", r.files_moved, HumanBytes(r.bytes_moved),
-                     r.segments_written);
-    if (r.segments_deleted) o += fmt::format("; removed {} emptied segments", r.segments_deleted);
-    if (r.segments_rolled_back)
-      o += fmt::format("; rolled back {} unfinished uploads", r.segments_rolled_back);
-    o += "\n";
-  }
-  for (const auto& e : r.errors) o += "error: " + e + "\n";
-  return o;
-}
-
-std::string ToJson(const TieringStatus& s) {
-  std::string tiers;
-  for (const auto& t : s.tiers) {
-    if (!tiers.empty()) tiers += ",";
-    tiers += fmt::format(
-        R"({{"name":{},"kind":{},"segments":{},"live_bytes":{},"object_bytes":{}}})",
-        JsonString(t.name), JsonString(t.kind), t.segments, t.live_bytes, t.object_bytes);
-  }
-  return fmt::format(
-      R"({{"pass_running":{},"phase":{},"files_scanned":{},"files_moved":{},"bytes_moved":{},)"
-      R"("last_pass_end_ns":{},"last_pass_result":{},"backlog_files":{},"backlog_bytes":{},)"
-      R"("tiers":[{}],"read_cache_bytes":{},"cold_fetches":{},"read_cache_hits":{},)"
-      R"("policy_file":{},"policy_error":{}}})",
-      s.pass_running, JsonString(s.progress.phase), s.progress.files_scanned,
-      s.progress.files_moved, s.progress.bytes_moved, s.last_pass_end_ns,
-      JsonString(s.last_pass_result), s.backlog_files, s.backlog_bytes, tiers, s.read_cache_bytes,
-      s.cold_fetches, s.read_cache_hits, JsonString(s.policy_file), JsonString(s.policy_error));
-}
-
-std::string ToText(const TieringStatus& s) {
-  std::string o;
-  if (s.pass_running)
-    o += fmt::format("migration: running ({}): {} files scanned, {} moved ({})\n", s.progress.phase,
-                     s.progress.files_scanned, s.progress.files_moved,
-                     HumanBytes(s.progress.bytes_moved));
-  else
-    o += "migration: idle\n";
-  o += "last pass: " + (s.last_pass_result.empty() ? std::string("none") : s.last_pass_result) +
-       "\n";
-  o += fmt::format("backlog: {} files ({})\n", s.backlog_files, HumanBytes(s.backlog_bytes));
-  o += "policy: " + (s.policy_file.empty() ? std::string("none") : s.policy_file) + "\n";
-  if (!s.policy_error.empty())
-    o += "policy error (previous policy in force): " + s.policy_error + "\n";
-  o += fmt::format("{:<16} {:<12} {:>10} {:>14} {:>14}\n", "tier", "kind", "segments", "live",
-                   "stored");
-  for (const auto& t : s.tiers)
-    o += fmt::format("{:<16} {:<12} {:>10} {:>14} {:>14}\n", t.name, t.kind, t.segments,
-                     HumanBytes(t.live_bytes), HumanBytes(t.object_bytes));
-  o += fmt::format("read cache: {}, {} hits, {} cold fetches\n", HumanBytes(s.read_cache_bytes),
-                   s.read_cache_hits, s.cold_fetches);
-  return o;
 }
 
 }  // namespace strata::fs

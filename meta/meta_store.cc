@@ -33,18 +33,13 @@ CREATE TABLE IF NOT EXISTS xattrs(
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, live_bytes INTEGER NOT NULL,
   tier TEXT NOT NULL DEFAULT '', state INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS entries_ino ON entries(ino);
-CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
 )sql";
 
-// Version 1 -> 2: placement segments on tiers (tier, state, size), and the indexes tiering
-// needs (entry by inode for paths, chunks by segment for compaction).
+// Version 1 -> 2: placement segments on tiers (tier, state, size).
 const char* kUpgrade1To2 = R"sql(
 ALTER TABLE segments ADD COLUMN tier TEXT NOT NULL DEFAULT '';
 ALTER TABLE segments ADD COLUMN state INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE segments ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS entries_ino ON entries(ino);
-CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
 UPDATE meta SET value = 2 WHERE key = 'schema_version';
 )sql";
 
@@ -76,6 +71,20 @@ class Stmt {
  private:
   sqlite3_stmt* s_;
 };
+
+// The chunk map columns every chunk query selects, in the order ReadChunkRow reads them.
+#define CHUNK_COLUMNS "idx, segment, offset, stored_len, logical_len, version"
+
+ChunkRow ReadChunkRow(Stmt& q) {
+  ChunkRow c;
+  c.index = static_cast<uint64_t>(q.Int(0));
+  c.segment = static_cast<uint64_t>(q.Int(1));
+  c.offset = static_cast<uint64_t>(q.Int(2));
+  c.stored_len = static_cast<uint32_t>(q.Int(3));
+  c.logical_len = static_cast<uint32_t>(q.Int(4));
+  c.version = static_cast<uint64_t>(q.Int(5));
+  return c;
+}
 
 }  // namespace
 
@@ -541,8 +550,8 @@ Status MetaStore::ApplyMoveChunks(const Op& op) {
     STEP_DONE(q, "move chunk");
     RETURN_IF_ERROR(AddStored(e.ino, op.segment, e.stored_len));
   }
-  PREP(s, "UPDATE segments SET state = 0 WHERE id = ?");
-  s.Bind(1, op.segment);
+  PREP(s, "UPDATE segments SET state = 0, size = ? WHERE id = ?");
+  s.Bind(1, op.size).Bind(2, op.segment);
   STEP_DONE(s, "mark segment live");
   return Status::OK();
 }
@@ -565,56 +574,13 @@ Result<std::vector<SegmentRow>> MetaStore::ListSegments() {
 }
 
 Result<std::vector<ChunkRow>> MetaStore::ListChunks(uint64_t ino) {
-  PREP(q,
-       "SELECT idx, segment, offset, stored_len, logical_len, version FROM chunks "
-       "WHERE ino = ? ORDER BY idx");
+  PREP(q, "SELECT " CHUNK_COLUMNS " FROM chunks WHERE ino = ? ORDER BY idx");
   q.Bind(1, ino);
   std::vector<ChunkRow> out;
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    ChunkRow c;
-    c.index = static_cast<uint64_t>(q.Int(0));
-    c.segment = static_cast<uint64_t>(q.Int(1));
-    c.offset = static_cast<uint64_t>(q.Int(2));
-    c.stored_len = static_cast<uint32_t>(q.Int(3));
-    c.logical_len = static_cast<uint32_t>(q.Int(4));
-    c.version = static_cast<uint64_t>(q.Int(5));
-    out.push_back(c);
-  }
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
   if (rc != SQLITE_DONE) return SqlError("list chunks");
   return out;
-}
-
-Result<std::vector<std::pair<uint64_t, ChunkRow>>> MetaStore::ListChunksInSegment(
-    uint64_t segment) {
-  PREP(q,
-       "SELECT ino, idx, offset, stored_len, logical_len, version FROM chunks "
-       "WHERE segment = ? ORDER BY offset");
-  q.Bind(1, segment);
-  std::vector<std::pair<uint64_t, ChunkRow>> out;
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    ChunkRow c;
-    c.index = static_cast<uint64_t>(q.Int(1));
-    c.segment = segment;
-    c.offset = static_cast<uint64_t>(q.Int(2));
-    c.stored_len = static_cast<uint32_t>(q.Int(3));
-    c.logical_len = static_cast<uint32_t>(q.Int(4));
-    c.version = static_cast<uint64_t>(q.Int(5));
-    out.emplace_back(static_cast<uint64_t>(q.Int(0)), c);
-  }
-  if (rc != SQLITE_DONE) return SqlError("list chunks of a segment");
-  return out;
-}
-
-Result<std::optional<std::pair<uint64_t, std::string>>> MetaStore::ParentOf(uint64_t ino) {
-  PREP(q, "SELECT parent, name FROM entries WHERE ino = ? LIMIT 1");
-  q.Bind(1, ino);
-  int rc = q.Step();
-  if (rc == SQLITE_DONE) return std::optional<std::pair<uint64_t, std::string>>();
-  if (rc != SQLITE_ROW) return SqlError("find parent");
-  return std::optional<std::pair<uint64_t, std::string>>(
-      std::make_pair(static_cast<uint64_t>(q.Int(0)), q.Blob(1)));
 }
 
 Status MetaStore::ApplyDeleteInode(const Op& op) {
@@ -702,21 +668,12 @@ Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
 }
 
 Result<std::optional<ChunkRow>> MetaStore::GetChunk(uint64_t ino, uint64_t index) {
-  PREP(q,
-       "SELECT segment, offset, stored_len, logical_len, version FROM chunks "
-       "WHERE ino = ? AND idx = ?");
+  PREP(q, "SELECT " CHUNK_COLUMNS " FROM chunks WHERE ino = ? AND idx = ?");
   q.Bind(1, ino).Bind(2, index);
   int rc = q.Step();
   if (rc == SQLITE_DONE) return std::optional<ChunkRow>();
   if (rc != SQLITE_ROW) return SqlError("read chunk map");
-  ChunkRow c;
-  c.index = index;
-  c.segment = static_cast<uint64_t>(q.Int(0));
-  c.offset = static_cast<uint64_t>(q.Int(1));
-  c.stored_len = static_cast<uint32_t>(q.Int(2));
-  c.logical_len = static_cast<uint32_t>(q.Int(3));
-  c.version = static_cast<uint64_t>(q.Int(4));
-  return std::optional<ChunkRow>(c);
+  return std::optional<ChunkRow>(ReadChunkRow(q));
 }
 
 Result<std::optional<std::string>> MetaStore::GetXattr(uint64_t ino, const std::string& name) {

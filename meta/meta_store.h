@@ -101,10 +101,6 @@ class MetaStore {
   // Every segment row, by id: journal segments with data, and placement segments.
   Result<std::vector<SegmentRow>> ListSegments();
   Result<std::vector<ChunkRow>> ListChunks(uint64_t ino);
-  // (ino, chunk) of every chunk stored in `segment`, by offset.
-  Result<std::vector<std::pair<uint64_t, ChunkRow>>> ListChunksInSegment(uint64_t segment);
-  // One entry naming `ino`: (parent, encrypted name); nullopt for the root or an orphan.
-  Result<std::optional<std::pair<uint64_t, std::string>>> ParentOf(uint64_t ino);
   // Inodes with nlink 0: unlinked while open when the process stopped.
   Result<std::vector<uint64_t>> Orphans();
   Totals totals() const { return totals_; }

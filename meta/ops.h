@@ -32,8 +32,9 @@ enum class OpKind : uint8_t {
   // Tiering (docs/tiering.md). A placement segment changes state: `segment`, `name` = tier
   // name (plain: not patient data), `flags` = SegmentState.
   kSegmentState = 10,
-  // Chunks copied verbatim into placement segment `segment`: `blob` = packed MoveEntry list.
-  // Each entry applies only if the chunk still has that version; otherwise the copy is dead.
+  // Chunks copied verbatim into placement segment `segment` (verified on its tier, `size`
+  // bytes): `blob` = packed MoveEntry list. The segment becomes live. Each entry applies only
+  // if the chunk still has that version and length; otherwise the copy is dead.
   kMoveChunks = 11,
 };
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -30,11 +31,10 @@ std::vector<std::string> Keys(const std::vector<ObjectInfo>& v) {
 
 void TierTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string base = ::testing::TempDir() + "tier-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(std::random_device{}()) + "-" + info->name();
-  for (char& c : base)
-    if (c == '/' && &c > base.data() + ::testing::TempDir().size()) c = '_';
-  scratch_ = base;
+  std::string name = info->name();  // "Case/param": keep it one path component
+  std::replace(name.begin(), name.end(), '/', '_');
+  scratch_ = ::testing::TempDir() + "tier-" + std::to_string(::getpid()) + "-" +
+             std::to_string(std::random_device{}()) + "-" + name;
   std::filesystem::create_directories(scratch_);
   auto t = GetParam().make(scratch_);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
