@@ -299,14 +299,33 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
 
   ASSIGN_OR_RETURN(const toml::table* policy, table("policy", false));
   if (policy) {
-    RETURN_IF_ERROR(CheckKeys(*policy, {"file", "interval"}, "policy", source));
-    ASSIGN_OR_RETURN(c.policy_file, GetString(*policy, "file", "policy", source, true));
-    if (c.policy_file.front() != '/')
+    RETURN_IF_ERROR(CheckKeys(*policy, {"file", "interval", "compact_below"}, "policy", source));
+    // Without a file nothing migrates, but passes still compact and reclaim segments.
+    ASSIGN_OR_RETURN(c.policy_file, GetString(*policy, "file", "policy", source, false));
+    if (!c.policy_file.empty() && c.policy_file.front() != '/')
       return Status::InvalidArgument(Where(source, policy->get("file")->source()) +
                                      ": [policy] file must be an absolute path");
     ASSIGN_OR_RETURN(c.policy_interval_ms,
                      GetDuration(*policy, "interval", c.policy_interval_ms, "policy", source,
                                  60 * 1000, 366 * 86400000ll, /*allow_off=*/true));
+    if (const toml::node* n = policy->get("compact_below")) {
+      // "40%": a sealed segment whose live bytes fall below this share of its size is
+      // compacted. "0%" turns compaction off (emptied segments are still freed).
+      int pct = -1;
+      if (n->is_string()) {
+        const std::string v = **n->as_string();
+        char* end = nullptr;
+        long x = std::strtol(v.c_str(), &end, 10);
+        if (!v.empty() && std::isdigit(static_cast<unsigned char>(v[0])) && end != nullptr &&
+            std::string(end) == "%" && x >= 0 && x <= 90)
+          pct = static_cast<int>(x);
+      }
+      if (pct < 0)
+        return Status::InvalidArgument(Where(source, n->source()) +
+                                       ": [policy] compact_below must be a percentage between "
+                                       "\"0%\" and \"90%\", e.g. \"50%\"");
+      c.compact_below_pct = pct;
+    }
   }
 
   ASSIGN_OR_RETURN(const toml::table* cache, table("cache", false));

@@ -21,6 +21,7 @@
 //   [policy]
 //   file = "/etc/strata/pacs-policy.toml"
 //   interval = "1h"            # background migration passes; "off" disables
+//   compact_below = "50%"      # rewrite segments whose live share falls below this
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,7 @@ struct Config {
   std::vector<TierConfig> tiers;             // cold tiers, in config order (not the hot tier)
   std::string policy_file;                   // empty: no policy, nothing migrates
   int64_t policy_interval_ms = 3600 * 1000;  // 0: no background passes
+  int compact_below_pct = 50;                // compact segments less live than this; 0: never
   uint64_t read_cache_bytes = 1ull << 30;    // cold chunks kept (sealed) on the hot tier
   int cold_readers = 32;                     // threads serving reads that wait on a tier
 

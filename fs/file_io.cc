@@ -186,11 +186,30 @@ Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, s
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(row, meta_->GetChunk(ino, index));
   }
+  std::shared_ptr<const std::string> data;
+  for (int attempt = 0; row; ++attempt) {
+    auto r = LoadChunk(ino, *row, allow_cold, blocked);
+    if (r.ok()) {
+      data = std::move(r).value();
+      break;
+    }
+    if (blocked != nullptr && *blocked) return r.status();
+    // A migration pass may have moved the chunk and freed the segment it was read from
+    // between the lookup and the read: look again, and read it where it is now.
+    std::optional<meta::ChunkRow> now;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ASSIGN_OR_RETURN(now, meta_->GetChunk(ino, index));
+    }
+    const bool moved = !now || now->segment != row->segment || now->offset != row->offset ||
+                       now->version != row->version;
+    if (!moved || attempt == 3) return r.status();
+    row = std::move(now);
+  }
   if (!row) {
     std::memset(buf, 0, n);
     return Status::OK();
   }
-  ASSIGN_OR_RETURN(auto data, LoadChunk(ino, *row, allow_cold, blocked));
   uint64_t valid = std::min<uint64_t>(row->logical_len, data->size());
   size_t have = off < valid ? static_cast<size_t>(std::min<uint64_t>(n, valid - off)) : 0;
   if (have > 0) std::memcpy(buf, data->data() + off, have);

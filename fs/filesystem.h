@@ -290,14 +290,19 @@ class Filesystem {
   Status FetchCold(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
                    std::string* record);
   Status RecoverPlacements(MigrateReport* report);
-  Status MoveChunksOf(uint64_t ino, const std::string& tier,
-                      std::map<std::string, std::unique_ptr<Builder>>* builders,
-                      uint64_t* moved_bytes);
+  using Builders = std::map<std::string, std::unique_ptr<Builder>>;  // by target tier
+  using CompactSet = std::map<uint64_t, std::string>;  // segments to compact -> their tier
+  // Copies the chunks of `ino` that are not on `to` (empty: none) to it, and those in a
+  // segment of `compact` to a new segment on their own tier.
+  Status MoveChunksOf(uint64_t ino, const std::string& to, const CompactSet& compact,
+                      Builders* builders);
   Status AddToBuilder(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
-                      std::string_view payload,
-                      std::map<std::string, std::unique_ptr<Builder>>* builders);
+                      std::string_view payload, bool compaction, Builders* builders);
   Status FinishBuilder(Builder* b);
   Status ReclaimSegments(MigrateReport* report);
+  // Sealed segments whose live share is below compact_below (counted in the report).
+  Result<CompactSet> CompactionCandidates(MigrateReport* report);
+  Status ReclaimJournal(MigrateReport* report);
   Status DeletePlacement(uint64_t segment, const std::string& tier);
   // Journals a placement segment's new state and keeps placement_ in step. REQUIRES: mu_.
   Status LogSegmentStateLocked(uint64_t segment, const std::string& tier, meta::SegmentState state);

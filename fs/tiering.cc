@@ -69,9 +69,11 @@ struct Filesystem::Builder {
   std::unique_ptr<journal::SegmentBuilder> seg;
   std::vector<meta::MoveEntry> entries;
   uint64_t finished = 0;  // segments completed (uploaded, verified, moved)
-  // Files and stored bytes in the segment being built, and in completed ones.
+  // Files and stored bytes the policy moves, in the segment being built and in completed
+  // ones; and bytes rewritten by compaction (chunks staying on their tier).
   std::set<uint64_t> pending_files, moved_files;
   uint64_t pending_bytes = 0, moved_bytes = 0;
+  uint64_t pending_compacted = 0, compacted = 0;
 };
 
 std::string Filesystem::SegmentKey(uint64_t segment) const {
@@ -195,13 +197,16 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
     RETURN_IF_ERROR(RecoverPlacements(&report));
   }
   tick("scanning", true);
+  ASSIGN_OR_RETURN(const CompactSet compact, CompactionCandidates(&report));
 
-  std::map<std::string, std::unique_ptr<Builder>> builders;
+  Builders builders;
   struct Dir {
     uint64_t ino;
     std::string path;
   };
   std::vector<Dir> stack{{kRootIno, ""}};
+  // With no rule and nothing to compact there is nothing to look for.
+  if (policy->rules().empty() && compact.empty()) stack.clear();
   bool stop = false;
   while (!stack.empty() && !stop) {
     Dir d = std::move(stack.back());
@@ -252,11 +257,13 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
         ++progress.files_scanned;
         // Where the file is now: the tier holding most of its stored bytes.
         std::map<std::string, uint64_t> by_tier;
+        bool compacting = false;  // some of its chunks are in a segment being compacted
         {
           std::lock_guard<std::mutex> l(mu_);
           for (const auto& c : it.chunks) {
             std::string t = TierOfLocked(c.segment);
             by_tier[t.empty() ? kHot : t] += c.stored_len;
+            compacting = compacting || compact.count(c.segment) != 0;
           }
         }
         std::string current = kHot;
@@ -277,21 +284,24 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
           auto v = GetXattrLocked(ino, std::string(n));
           return v.ok() ? *v : std::nullopt;
         };
-        const tiering::Rule* rule = policy->Match(facts, now);
-        if (rule == nullptr) continue;
-        uint64_t off_target = 0;
-        for (const auto& [t, b] : by_tier)
-          if (t != rule->to) off_target += b;
-        if (off_target == 0) continue;
-        size_t ri = static_cast<size_t>(rule - policy->rules().data());
-        report.rules[ri].files++;
-        report.rules[ri].bytes += off_target;
+        std::string to;  // where the policy wants it, if it is not all there yet
+        if (const tiering::Rule* rule = policy->Match(facts, now)) {
+          uint64_t off_target = 0;
+          for (const auto& [t, b] : by_tier)
+            if (t != rule->to) off_target += b;
+          if (off_target != 0) {
+            size_t ri = static_cast<size_t>(rule - policy->rules().data());
+            report.rules[ri].files++;
+            report.rules[ri].bytes += off_target;
+            to = rule->to;
+          }
+        }
+        if (to.empty() && !compacting) continue;
         if (o.dry_run) {
           tick("scanning", false);
           continue;
         }
-        uint64_t moved = 0;
-        s = MoveChunksOf(ino, rule->to, &builders, &moved);
+        s = MoveChunksOf(ino, to, compact, &builders);
         if (!s.ok()) {
           report.errors.push_back(s.ToString());
           log::Error("filesystem {}: migration pass stopped: {}", sb_.name, s.ToString());
@@ -322,10 +332,12 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
     report.segments_written += b->finished;
     report.files_moved += b->moved_files.size();
     report.bytes_moved += b->moved_bytes;
+    report.bytes_compacted += b->compacted;
   }
   if (!o.dry_run) {
     tick("compacting", true);
     Status s = ReclaimSegments(&report);
+    if (s.ok()) s = ReclaimJournal(&report);
     if (!s.ok()) report.errors.push_back(s.ToString());
   }
   progress.segments_written = report.segments_written;
@@ -338,9 +350,8 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
   if (tier != kHot && !tiers_.count(tier))
     return Status::InvalidArgument("no tier named '" + tier + "'");
   std::lock_guard<std::mutex> pass(migrate_mu_);
-  std::map<std::string, std::unique_ptr<Builder>> builders;
-  uint64_t moved = 0;
-  Status s = MoveChunksOf(ino, tier, &builders, &moved);
+  Builders builders;
+  Status s = MoveChunksOf(ino, tier, {}, &builders);
   for (auto& [t, b] : builders) {
     if (b->seg == nullptr) continue;
     Status f = FinishBuilder(b.get());
@@ -349,19 +360,27 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
   return s;
 }
 
-Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& tier,
-                                std::map<std::string, std::unique_ptr<Builder>>* builders,
-                                uint64_t* moved_bytes) {
-  std::vector<meta::ChunkRow> chunks;
+Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, const CompactSet& compact,
+                                Builders* builders) {
+  struct Move {
+    meta::ChunkRow c;
+    std::string dest;
+    bool compaction;  // stays on its tier, in a new segment
+  };
+  std::vector<Move> moves;
   {
     std::lock_guard<std::mutex> l(mu_);
-    ASSIGN_OR_RETURN(chunks, meta_->ListChunks(ino));
-    std::erase_if(chunks, [&](const meta::ChunkRow& c) {
-      std::string t = TierOfLocked(c.segment);
-      return (t.empty() ? std::string(kHot) : t) == tier;
-    });
+    ASSIGN_OR_RETURN(auto chunks, meta_->ListChunks(ino));
+    for (auto& c : chunks) {
+      std::string cur = TierOfLocked(c.segment);
+      if (cur.empty()) cur = kHot;
+      if (!to.empty() && cur != to)
+        moves.push_back({std::move(c), to, false});
+      else if (compact.count(c.segment))
+        moves.push_back({std::move(c), cur, true});
+    }
   }
-  for (const auto& c : chunks) {
+  for (const auto& [c, dest, compaction] : moves) {
     std::string payload;
     Status s = ReadChunkPayload(ino, c, true, nullptr, &payload);
     if (s.ok()) {
@@ -381,15 +400,13 @@ Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& tier,
       }
       return s.WithContext(fmt::format("reading inode {} chunk {}", ino, c.index));
     }
-    RETURN_IF_ERROR(AddToBuilder(tier, ino, c, payload, builders));
-    *moved_bytes += c.stored_len;
+    RETURN_IF_ERROR(AddToBuilder(dest, ino, c, payload, compaction, builders));
   }
   return Status::OK();
 }
 
 Status Filesystem::AddToBuilder(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
-                                std::string_view payload,
-                                std::map<std::string, std::unique_ptr<Builder>>* builders) {
+                                std::string_view payload, bool compaction, Builders* builders) {
   auto& b = (*builders)[tier];
   if (b == nullptr) {
     b = std::make_unique<Builder>();
@@ -417,8 +434,12 @@ Status Filesystem::AddToBuilder(const std::string& tier, uint64_t ino, const met
   journal::Location loc;
   RETURN_IF_ERROR(b->seg->Add(payload, &loc));
   b->entries.push_back({ino, c.index, c.version, loc.offset, c.stored_len});
-  b->pending_files.insert(ino);
-  b->pending_bytes += c.stored_len;
+  if (compaction) {
+    b->pending_compacted += c.stored_len;
+  } else {
+    b->pending_files.insert(ino);
+    b->pending_bytes += c.stored_len;
+  }
   return Status::OK();
 }
 
@@ -458,6 +479,7 @@ Status Filesystem::FinishBuilder(Builder* b) {
     b->finished++;
     b->moved_files.insert(b->pending_files.begin(), b->pending_files.end());
     b->moved_bytes += b->pending_bytes;
+    b->compacted += b->pending_compacted;
     return Status::OK();
   }();
   const std::string path = seg->path();
@@ -465,7 +487,7 @@ Status Filesystem::FinishBuilder(Builder* b) {
   env_->RemoveFile(path).IgnoreError();  // step 6 (a leftover is removed at the next open)
   b->entries.clear();
   b->pending_files.clear();
-  b->pending_bytes = 0;
+  b->pending_bytes = b->pending_compacted = 0;
   if (!s.ok()) {
     // Roll back now if the tier lets us; otherwise the intent stays and the next pass does it.
     Status d = DeletePlacement(id, b->tier);
@@ -547,8 +569,81 @@ Status Filesystem::ReclaimSegments(MigrateReport* report) {
       continue;
     }
     report->segments_deleted++;
+    report->bytes_freed += r.size;
   }
   return Status::OK();
+}
+
+Result<Filesystem::CompactSet> Filesystem::CompactionCandidates(MigrateReport* report) {
+  CompactSet out;
+  if (config_.compact_below_pct == 0) return out;
+  std::lock_guard<std::mutex> l(mu_);
+  ASSIGN_OR_RETURN(auto rows, meta_->ListSegments());
+  const uint64_t active = journal_->ActiveSegment();
+  for (const auto& r : rows) {
+    if (r.state != meta::SegmentState::kLive || r.live_bytes == 0) continue;
+    // A journal segment still being written is not sealed yet; sealed ones are full.
+    if (!IsPlacement(r.id) && r.id >= active) continue;
+    const uint64_t size = IsPlacement(r.id) ? r.size : sb_.segment_size;
+    if (r.live_bytes * 100 >= size * static_cast<uint64_t>(config_.compact_below_pct)) continue;
+    const std::string tier = IsPlacement(r.id) ? r.tier : kHot;
+    if (!tiers_.count(tier)) continue;  // an unconfigured tier: its data cannot be read
+    out[r.id] = tier;
+    report->segments_compacted++;
+    if (report->dry_run) report->bytes_compacted += r.live_bytes;
+  }
+  return out;
+}
+
+// Journal segments that no chunk points into any more. Their metadata records are applied
+// to the database; once a checkpoint has made the database durable past their last record,
+// recovery never needs them again, and their files go.
+Status Filesystem::ReclaimJournal(MigrateReport* report) {
+  std::map<uint64_t, uint64_t> live;  // journal segments with chunks ever written into them
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto rows, meta_->ListSegments());
+    for (const auto& r : rows)
+      if (!IsPlacement(r.id)) live[r.id] = r.live_bytes;
+  }
+  // Sealed journal segments only gain dead bytes: chunks are written to the active one, and
+  // moves go to placement segments. So what is dead now stays dead.
+  const uint64_t active = journal_->ActiveSegment();
+  const std::vector<uint64_t> present = journal_->SegmentIds();
+  std::vector<uint64_t> dead;
+  for (uint64_t id : present) {
+    auto it = live.find(id);
+    if (id < active && (it == live.end() || it->second == 0)) dead.push_back(id);
+  }
+  std::vector<uint64_t> removed;
+  // Rows of segments a crash removed before their rows went.
+  for (const auto& [id, bytes] : live)
+    if (id < active && bytes == 0 && !std::binary_search(present.begin(), present.end(), id))
+      removed.push_back(id);
+  if (dead.empty() && removed.empty()) return Status::OK();
+  uint64_t durable_lsn;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(CheckWritable());
+    // The database must not run ahead of the journal: sync, then commit and checkpoint.
+    RETURN_IF_ERROR(journal_->Sync(journal_->LastLsn()));
+    RETURN_IF_ERROR(meta_->Checkpoint());
+    durable_lsn = meta_->applied_lsn();
+  }
+  KILL_POINT("reclaim.checkpointed");
+  const size_t orphans = removed.size();
+  Status s = journal_->RemoveSegments(dead, durable_lsn, &removed);
+  KILL_POINT("reclaim.removed");
+  report->journal_segments_freed += removed.size() - orphans;
+  report->bytes_freed += (removed.size() - orphans) * sb_.segment_size;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    // Forget their rows (live bytes 0); a crash before this leaves rows the next pass drops.
+    for (uint64_t id : removed)
+      if (live.count(id)) RETURN_IF_ERROR(LogSegmentStateLocked(id, "", meta::SegmentState::kGone));
+  }
+  RETURN_IF_ERROR(SyncAndCommit());
+  return s;
 }
 
 // --- status and the background loop --------------------------------------------------------
@@ -591,9 +686,8 @@ void Filesystem::StartTiering() {
   unsigned n = static_cast<unsigned>(config_.cold_readers);
   cold_readers_ = std::make_unique<WorkerPool>(n);
   fetchers_ = std::make_unique<WorkerPool>(n);
-  if (read_only_ || !background_tiering_ || config_.policy_file.empty() ||
-      config_.policy_interval_ms == 0)
-    return;
+  // Without a policy file passes still compact and free segments.
+  if (read_only_ || !background_tiering_ || config_.policy_interval_ms == 0) return;
   tierer_ = std::thread([this] { TieringLoop(); });
 }
 

@@ -9,9 +9,15 @@
 //   2. write and fdatasync the segment under <hot>/staging/;
 //   3. upload it; 4. read it back whole and compare;
 //   5. journal kMoveChunks (each chunk moves only if unchanged since it was copied), durable;
-//   6. remove the staging file. The hot copies are now dead bytes, reclaimed by compaction.
+//   6. remove the staging file. The old copies are now dead bytes.
 // A crash before 5 leaves an intent without a move: the next open or pass deletes the object
 // (rollback). After 5 the move is complete. Nothing is freed before its copy is verified.
+//
+// The same pass compacts: the live chunks of sealed segments whose live share fell below
+// [policy] compact_below are rewritten the same way into new segments on the same tier (a
+// journal segment's go to a placement segment on the hot tier). Then it frees what no chunk
+// points at any more: placement segments on their tier, and journal segments once the
+// metadata database is checkpointed past their last record.
 #pragma once
 
 #include <atomic>
@@ -55,9 +61,15 @@ struct MigrateReport {
   uint64_t files_moved = 0;
   uint64_t bytes_moved = 0;
   uint64_t segments_written = 0;
-  uint64_t segments_deleted = 0;      // emptied placement segments removed from their tier
-  uint64_t segments_rolled_back = 0;  // uploads a crash or an error left unfinished
-  std::vector<std::string> errors;    // e.g. a tier that was down: those moves wait
+  uint64_t segments_deleted = 0;  // emptied placement segments removed from their tier
+  // Compaction: segments below compact_below whose live chunks were rewritten (dry run:
+  // would be), and those live bytes.
+  uint64_t segments_compacted = 0;
+  uint64_t bytes_compacted = 0;
+  uint64_t journal_segments_freed = 0;  // journal segment files removed from the hot tier
+  uint64_t bytes_freed = 0;             // their sizes plus the deleted placement segments'
+  uint64_t segments_rolled_back = 0;    // uploads a crash or an error left unfinished
+  std::vector<std::string> errors;      // e.g. a tier that was down: those moves wait
   int64_t elapsed_ms = 0;
 };
 

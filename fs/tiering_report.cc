@@ -51,10 +51,12 @@ std::string ToJson(const MigrateReport& r) {
   for (const auto& e : r.errors) errors += (errors.empty() ? "" : ",") + JsonString(e);
   return fmt::format(
       R"({{"dry_run":{},"files_scanned":{},"rules":[{}],"files_moved":{},"bytes_moved":{},)"
-      R"("segments_written":{},"segments_deleted":{},"segments_rolled_back":{},"errors":[{}],)"
-      R"("elapsed_ms":{}}})",
+      R"("segments_written":{},"segments_deleted":{},"segments_rolled_back":{},)"
+      R"("segments_compacted":{},"bytes_compacted":{},"journal_segments_freed":{},)"
+      R"("bytes_freed":{},"errors":[{}],"elapsed_ms":{}}})",
       r.dry_run, r.files_scanned, rules, r.files_moved, r.bytes_moved, r.segments_written,
-      r.segments_deleted, r.segments_rolled_back, errors, r.elapsed_ms);
+      r.segments_deleted, r.segments_rolled_back, r.segments_compacted, r.bytes_compacted,
+      r.journal_segments_freed, r.bytes_freed, errors, r.elapsed_ms);
 }
 
 std::string ToText(const MigrateReport& r) {
@@ -65,6 +67,9 @@ std::string ToText(const MigrateReport& r) {
     o += fmt::format("{:<24} {:<12} {:>10} {:>14}\n", rc.rule, rc.to, rc.files,
                      HumanBytes(rc.bytes));
   if (r.dry_run) {
+    if (r.segments_compacted)
+      o += fmt::format("would compact {} segments ({} live)\n", r.segments_compacted,
+                       HumanBytes(r.bytes_compacted));
     o += "dry run: nothing was moved\n";
   } else {
     o += fmt::format("moved {} files ({}) in {} segments", r.files_moved, HumanBytes(r.bytes_moved),
@@ -73,6 +78,10 @@ std::string ToText(const MigrateReport& r) {
     if (r.segments_rolled_back)
       o += fmt::format("; rolled back {} unfinished uploads", r.segments_rolled_back);
     o += "\n";
+    if (r.segments_compacted || r.bytes_freed)
+      o += fmt::format("compacted {} segments ({} rewritten); freed {} ({} journal segments)\n",
+                       r.segments_compacted, HumanBytes(r.bytes_compacted),
+                       HumanBytes(r.bytes_freed), r.journal_segments_freed);
   }
   for (const auto& e : r.errors) o += "error: " + e + "\n";
   return o;

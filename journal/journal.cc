@@ -803,6 +803,50 @@ uint64_t Journal::ActiveSegment() const {
   return disk_segment_;
 }
 
+Status Journal::RemoveSegments(const std::vector<uint64_t>& ids, uint64_t max_lsn,
+                               std::vector<uint64_t>* removed) {
+  if (opts_.read_only) return Status::NotSupported("journal opened read-only");
+  std::vector<uint64_t> victims;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (uint64_t id : ids) {
+      auto it = std::lower_bound(segments_.begin(), segments_.end(), id,
+                                 [](const SegmentInfo& s, uint64_t v) { return s.id < v; });
+      if (it == segments_.end() || it->id != id) continue;
+      if (id >= disk_segment_ || it + 1 == segments_.end())
+        return Status::InvalidArgument(
+            fmt::format("{}: the active segment cannot be removed", SegmentPath(id)));
+      const uint64_t last_lsn = (it + 1)->first_lsn - 1;
+      if (last_lsn > max_lsn)
+        return Status::InvalidArgument(
+            fmt::format("{}: holds LSNs up to {}, beyond {} (not yet durable elsewhere)",
+                        SegmentPath(id), last_lsn, max_lsn));
+      victims.push_back(id);
+    }
+    std::sort(victims.begin(), victims.end());
+    std::erase_if(segments_, [&](const SegmentInfo& s) {
+      return std::binary_search(victims.begin(), victims.end(), s.id);
+    });
+  }
+  {
+    std::lock_guard<std::mutex> l(files_mu_);
+    for (uint64_t id : victims) read_files_.erase(id);  // readers holding it may finish
+  }
+  Status first;
+  for (uint64_t id : victims) {
+    Status s = env_->RemoveFile(SegmentPath(id));
+    if (!s.ok() && first.ok()) first = s;
+    if (s.ok() && removed != nullptr) removed->push_back(id);
+  }
+  if (!victims.empty()) {
+    Status s = env_->SyncDir(opts_.dir);
+    if (first.ok()) first = s;
+    log::Info("journal: removed {} reclaimed segments ({:x}..{:x})", victims.size(),
+              victims.front(), victims.back());
+  }
+  return first;
+}
+
 std::string Journal::SegmentPath(uint64_t id) const {
   return JoinPath(opts_.dir, fmt::format("{:016x}{}", id, kSegmentSuffix));
 }

@@ -32,6 +32,28 @@ TEST(ConfigTest, SizesAndDurations) {
   EXPECT_EQ(c->commit_interval_ms, 250);
 }
 
+TEST(ConfigTest, CompactionThreshold) {
+  auto c = ParseConfig(kMinimal, "x.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->compact_below_pct, 50);
+  // A [policy] table without a file: passes only compact and free segments.
+  c = ParseConfig(std::string(kMinimal) + "[policy]\ninterval = \"6h\"\ncompact_below = \"30%\"\n",
+                  "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->compact_below_pct, 30);
+  EXPECT_TRUE(c->policy_file.empty());
+  EXPECT_EQ(c->policy_interval_ms, 6 * 3600 * 1000);
+  c = ParseConfig(std::string(kMinimal) + "[policy]\ncompact_below = \"0%\"\n", "x.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->compact_below_pct, 0);
+  for (const char* bad : {"\"95%\"", "\"50\"", "0.5", "\"-1%\"", "\"%\"", "\"5 %\""}) {
+    c = ParseConfig(std::string(kMinimal) + "[policy]\ncompact_below = " + bad + "\n", "x.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("x.toml:9"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("compact_below"), std::string::npos);
+  }
+}
+
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   auto c = ParseConfig(
       "[filesystem]\nname = \"pacs\"\ncompresion_level = 3\n[keys]\nkey_file = \"/k\"\n"

@@ -320,6 +320,61 @@ TEST_F(JournalTest, SegmentRotationAndReplayAcrossSegments) {
   for (size_t i = 0; i < all.size(); i++) EXPECT_EQ(all[i].type, recs[i].type);
 }
 
+TEST_F(JournalTest, RemoveSegmentsFreesOnlyWhatIsSafe) {
+  segment_size_ = 4096;
+  write_buffer_ = 1000;
+  ASSERT_TRUE(Open().ok());
+  std::vector<Appended> recs;
+  for (int i = 0; i < 120; i++) recs.push_back(Append(i, 200));
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  auto ids = j_->SegmentIds();
+  ASSERT_GE(ids.size(), 6u);
+  const uint64_t active = j_->ActiveSegment();
+  // The last LSN of segments 2 and 3: one before segment 4's first record.
+  uint64_t last_of_3 = 0;
+  for (const auto& a : recs)
+    if (a.loc.segment == 3) last_of_3 = a.lsn;
+  ASSERT_GT(last_of_3, 0u);
+
+  // Refused, and nothing removed: the active segment, and a segment past max_lsn.
+  EXPECT_TRUE(j_->RemoveSegments({2, active}, UINT64_MAX, nullptr).IsInvalidArgument());
+  Status s = j_->RemoveSegments({2, 3}, last_of_3 - 1, nullptr);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find(SegPath(3)), std::string::npos) << s.ToString();
+  EXPECT_EQ(j_->SegmentIds(), ids);
+
+  std::vector<uint64_t> removed;
+  ASSERT_TRUE(j_->RemoveSegments({2, 3, 999}, last_of_3, &removed).ok());
+  EXPECT_EQ(removed, (std::vector<uint64_t>{2, 3}));
+  EXPECT_FALSE(fs::exists(SegPath(2)));
+  EXPECT_FALSE(fs::exists(SegPath(3)));
+  for (const auto& a : recs) {
+    if (a.loc.segment == 2 || a.loc.segment == 3) {
+      std::string got;
+      EXPECT_FALSE(j_->Read(a.loc, &got).ok());
+    } else {
+      ExpectReadable(a);
+    }
+  }
+  // Replays after the removed range work; one that would cross the gap says so.
+  auto tail = ReplayAll(last_of_3);
+  ASSERT_EQ(tail.size(), 120 - last_of_3);
+  EXPECT_EQ(tail.front().lsn, last_of_3 + 1);
+  Status crossing;
+  ReplayAll(0, &crossing);
+  EXPECT_FALSE(crossing.ok());
+
+  // Reopen with the gap: recovery and appends carry on.
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(j_->LastLsn(), 120u);
+  Appended more = Append(999, 100);
+  EXPECT_EQ(more.lsn, 121u);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  ASSERT_TRUE(Open().ok());
+  ExpectReadable(more);
+  EXPECT_EQ(ReplayAll(last_of_3).size(), 121 - last_of_3);
+}
+
 TEST_F(JournalTest, TruncatedTailIsIgnored) {
   ASSERT_TRUE(Open().ok());
   std::vector<Appended> recs;
