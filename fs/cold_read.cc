@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "base/logging.h"
 #include "fs/filesystem.h"
@@ -33,6 +34,7 @@ using internal::kHot;
 // record inside it. Waiters give up at their tier's read timeout; the fetch itself may go on.
 struct Filesystem::Fetch {
   uint64_t begin = 0, end = 0;
+  std::chrono::steady_clock::time_point started;  // waiters give up at started + read_timeout
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -94,6 +96,7 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
   // the same file that follow it in the segment, so one ranged read brings a whole small file
   // (a DICOM instance) in. Listed before fetch_mu_ is taken: fetch_mu_ never waits on mu_.
   auto plan = std::make_shared<Fetch>();
+  plan->started = std::chrono::steady_clock::now();
   plan->begin = need_begin;
   plan->end = need_end;
   plan->records.emplace_back(c.offset, need_end);
@@ -147,8 +150,11 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
     else
       job();
   }
+  // The deadline is the fetch's, not this reader's: a reader that joins a fetch already
+  // hanging (the kernel retrying a failed read) gives up with it, not read_timeout later.
   std::unique_lock<std::mutex> l(f->mu);
-  if (!f->cv.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return f->done; })) {
+  if (!f->cv.wait_until(l, f->started + std::chrono::milliseconds(timeout_ms),
+                        [&] { return f->done; })) {
     return Status::Unavailable(fmt::format(
         "tier {}: no answer within {} ms reading segment {:x} (read_timeout in [tiers.{}])",
         tier_name, timeout_ms, c.segment, tier_name));

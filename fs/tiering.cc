@@ -341,6 +341,8 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
     if (!s.ok()) report.errors.push_back(s.ToString());
   }
   progress.segments_written = report.segments_written;
+  progress.files_moved = report.files_moved;
+  progress.bytes_moved = report.bytes_moved;
   tick("done", true);
   report.elapsed_ms = (Now() - start) / 1'000'000;
   return report;

@@ -133,12 +133,25 @@ timed_out() { [[ "$1" != 124 ]] || echo " (timed out: the start-up limit is ${ST
 
 remaining() { echo $((START_TIMEOUT - SECONDS > 1 ? START_TIMEOUT - SECONDS : 1)); }
 
+# Like daemon_pid, but also true in the first milliseconds after start_daemon, while the pid
+# is still the subshell or setsid and has not exec'd the daemon yet (under load that window
+# is long enough for a refused curl to fit in; treating it as an exit made starts flaky).
+daemon_starting() {
+  local name="$1" pid exe
+  daemon_pid "$name" >/dev/null && return 0
+  [[ -f "$RUN/$name.pid" ]] || return 1
+  pid="$(<"$RUN/$name.pid")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
+  [[ "$exe" == */setsid || "$exe" == */bash ]]
+}
+
 # Polls the S3 endpoint of radosgw NAME every 0.1 s until it answers; fails when the daemon
 # exits (a port taken since it was chosen, a bad config) or the start deadline passes.
 wait_for_rgw() {
   local name="$1" endpoint="$2"
   until s3_answers "$endpoint"; do
-    daemon_pid "$name" >/dev/null || fail "radosgw $name exited before answering on $endpoint"
+    daemon_starting "$name" || fail "radosgw $name exited before answering on $endpoint"
     ((SECONDS < START_TIMEOUT)) ||
       fail "timed out after ${START_TIMEOUT}s waiting for radosgw $name on $endpoint"
     sleep 0.1

@@ -79,9 +79,27 @@ std::string JoinArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
-// Spawns argv with stdin </dev/null and stdout+stderr appended to `log_path`.
-// Returns the pid, or -1 with errno set.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+// This process's environment with the `NAME=value` entries of `extra` set (each replacing
+// any NAME already there).
+std::vector<std::string> EnvironmentWith(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const std::string& x : extra)
+      if (std::string_view(x).substr(0, x.find('=')) == name) replaced = true;
+    if (!replaced) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+// Spawns argv with stdin </dev/null and stdout+stderr appended to `log_path`, in this
+// process's environment plus `extra_env` (see EnvironmentWith). Returns the pid, or -1 with
+// errno set.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path,
+            const std::vector<std::string>& extra_env = {}) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -89,8 +107,11 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
                                    0644);  // no CLOEXEC: it is stdout
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   std::vector<char*> ptrs = ArgvPointers(argv);
+  const std::vector<std::string> env = EnvironmentWith(extra_env);
+  std::vector<char*> env_ptrs = ArgvPointers(env);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, ptrs[0], &actions, nullptr, ptrs.data(), environ);
+  int rc = posix_spawnp(&pid, ptrs[0], &actions, nullptr, ptrs.data(),
+                        extra_env.empty() ? environ : env_ptrs.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     errno = rc;
@@ -354,7 +375,7 @@ MountFixture::MountAttempt MountFixture::TryMount(milliseconds timeout) {
     argv.push_back("-o");
     argv.push_back(opts);
   }
-  pid_t pid = Spawn(argv, log_path_);
+  pid_t pid = Spawn(argv, log_path_, daemon_env_);
   if (pid < 0) {
     attempt.log = "cannot run " + JoinArgv(argv) + ": " + strerror(errno);
     return attempt;
@@ -463,6 +484,21 @@ int MountFixture::SignalDaemonAndWait(int sig) {
     status = -1;
   }
   daemon_pid_ = -1;
+  return status;
+}
+
+int MountFixture::WaitForDaemonExit(milliseconds timeout) {
+  if (daemon_pid_ <= 0) return -1;
+  const pid_t pid = daemon_pid_;
+  int status = 0;
+  if (!WaitForExit(pid, &status, timeout)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    status = -1;
+  }
+  daemon_pid_ = -1;
+  // The kernel keeps a dead FUSE mount until it is detached.
+  if (IsMountPoint(mnt_)) RunCommand({"fusermount3", "-uz", mnt_});
   return status;
 }
 

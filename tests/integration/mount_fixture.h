@@ -90,6 +90,10 @@ class MountFixture : public ::testing::Test {
   std::vector<std::string> extra_config_;
   // Whether SetUp mounts (mkfs always runs).
   bool mount_in_setup_ = true;
+  // `NAME=value` entries set in the environment of every `strata mount` started from now on
+  // (replacing the test's own value of NAME), e.g. STRATA_KILL_AT=migrate.built. Tests may
+  // change it between mounts; `strata` commands run by RunCommand do not get it.
+  std::vector<std::string> daemon_env_;
 
   // --- Lifecycle. Each ASSERTs on failure. ---
   void Mkfs();
@@ -102,6 +106,10 @@ class MountFixture : public ::testing::Test {
   // Sends `sig` to the daemon and waits up to 30 s for it to exit. Returns its wait status,
   // or -1 if it did not exit (it is then killed). The mount is left as the daemon left it.
   int SignalDaemonAndWait(int sig);
+  // Waits up to `timeout` for the daemon to exit by itself (a kill point, a crash), reaps it
+  // and detaches the dead mount it left (`fusermount3 -uz`). Returns its wait status, or -1
+  // if it was still running at the deadline (it is then killed with SIGKILL first).
+  int WaitForDaemonExit(std::chrono::milliseconds timeout);
 
   // Starts `strata mount ... --foreground` and waits until the mount appears or the daemon
   // exits. Does not assert; Mount() does.
