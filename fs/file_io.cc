@@ -12,6 +12,7 @@
 #include "fs/chunk_cache.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
+#include "fs/tiering_internal.h"
 #include "fs/worker_pool.h"
 #include "journal/journal.h"
 #include "meta/meta_store.h"
@@ -26,6 +27,8 @@ constexpr uint64_t kMaxFileSize = uint64_t{1} << 56;
 constexpr size_t kMaxDirtyChunksPerFile = 64;
 // Per-file cap on chunks waiting for or in the sealing pool.
 constexpr int kMaxSealingPerFile = 16;
+// relatime's period: a read moves an atime at least this old.
+constexpr int64_t kRelatimeNs = 86400ll * 1000000000;
 
 struct ZstdContexts {
   ZSTD_CCtx* c = ZSTD_createCCtx();
@@ -180,11 +183,15 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
 }
 
 Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
-                                   bool allow_cold, bool* blocked) {
+                                   bool allow_cold, bool* blocked, bool* cold) {
   std::optional<meta::ChunkRow> row;
   {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(row, meta_->GetChunk(ino, index));
+    if (cold != nullptr && row && internal::IsPlacement(row->segment)) {
+      const std::string& tier = TierOfLocked(row->segment);
+      *cold = *cold || tier != internal::kHot;
+    }
   }
   std::shared_ptr<const std::string> data;
   for (int attempt = 0; row; ++attempt) {
@@ -273,9 +280,42 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
       pos += part;
     }
   }
+  bool cold = false;  // some of it is on a cold tier
   for (const Part& p : stored)
-    RETURN_IF_ERROR(ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked));
+    RETURN_IF_ERROR(
+        ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
+  if (!read_only_) AfterRead(ino, f.get(), cold);
   return n;
+}
+
+void Filesystem::AfterRead(uint64_t ino, OpenInode* f, bool cold) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> fl(f->mu);
+    first = !f->accessed;
+    f->accessed = true;
+  }
+  if (!first && !cold) return;
+  std::lock_guard<std::mutex> l(mu_);
+  if (first) {
+    auto row = meta_->GetInode(ino);
+    if (!row.ok() || !*row) return;
+    const meta::InodeRow& r = **row;
+    f->atime_before = r.atime;
+    const int64_t now = Now();
+    // relatime: a read moves atime only when it is not newer than the last change, or is a
+    // day old. Enough for not_accessed_for, and at most one record per file per day.
+    if (r.atime <= r.mtime || r.atime <= r.ctime || now - r.atime >= kRelatimeNs) {
+      meta::Op op;
+      op.kind = meta::OpKind::kSetAttr;
+      op.ino = ino;
+      op.mask = meta::kSetAtime;
+      op.atime = now;
+      Status s = LogLocked(op);  // durable with the next commit, like any unsynced change
+      if (!s.ok()) log::Warn("filesystem {}: atime of inode {}: {}", sb_.name, ino, s.ToString());
+    }
+  }
+  if (cold && f->atime_before >= 0) MaybeQueueRecallLocked(ino, f->atime_before);
 }
 
 Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
@@ -314,7 +354,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
         if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
           std::memcpy(c.data.data(), sit->second->data(), sit->second->size());
         } else if (idx * cs < f->persisted_size) {
-          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data(), true, nullptr));
+          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data(), true, nullptr, nullptr));
         }
         // Bytes past the current size are zeros even if an older, longer chunk had data.
         if (f->size < (idx + 1) * cs && f->size > idx * cs)

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/env.h"
@@ -51,6 +53,7 @@ enum class SegmentState : uint32_t;
 namespace strata::tiering {
 class Tier;
 class Policy;
+struct FileFacts;
 }  // namespace strata::tiering
 
 namespace strata::fs {
@@ -134,8 +137,9 @@ class Filesystem {
   // Mkdir/Symlink/Link adds one; Forget subtracts.
   Result<Attr> Lookup(uint64_t parent, const std::string& name);
   void Forget(uint64_t ino, uint64_t nlookup);
-  // Counts one more reference for an inode handed out by ReadDir (readdirplus).
-  void AddLookup(uint64_t ino);
+  // Counts one more reference for an inode handed out by ReadDir (readdirplus) as `name` in
+  // directory `parent`.
+  void AddLookup(uint64_t parent, uint64_t ino, const std::string& name);
   Result<Attr> GetAttr(uint64_t ino);
   Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req, const Caller& caller);
   Result<Attr> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
@@ -212,8 +216,17 @@ class Filesystem {
     // At most one per index, so a chunk's versions reach the journal in order.
     std::map<uint64_t, std::shared_ptr<const std::string>> sealing;
     int inflight = 0;
-    Status async_error;          // the first failure of a sealing job, reported at drain
-    std::condition_variable cv;  // signalled whenever a sealing job finishes
+    Status async_error;                     // the first failure of a sealing job, reported at drain
+    std::condition_variable cv;             // signalled whenever a sealing job finishes
+    bool accessed = false;                  // a read since the inode was opened saw to atime
+    std::atomic<int64_t> atime_before{-1};  // the atime that read found (-1: not yet)
+  };
+  // An inode the kernel holds references to: its lookup count, and the entry it was last
+  // reached by (plain name), from which the policy's path of a read file is rebuilt.
+  struct Known {
+    uint64_t lookups = 0;
+    uint64_t parent = 0;
+    std::string name;
   };
   struct Handle {
     uint64_t ino;
@@ -264,8 +277,9 @@ class Filesystem {
   Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
                       const std::string& data);
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
+  // *cold (may be null) is set when the chunk is on a cold tier.
   Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
-                         bool allow_cold, bool* blocked);
+                         bool allow_cold, bool* blocked, bool* cold);
   // With allow_cold false, a chunk that would have to wait on a cold tier is not fetched:
   // *blocked is set and the result is an error the caller discards.
   Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c,
@@ -309,6 +323,23 @@ class Filesystem {
   Result<MigrateReport> MigrateLocked(const MigrateOptions& options);
   Result<std::shared_ptr<const tiering::Policy>> CurrentPolicy(bool reload);
   Status SyncAndCommit();
+  // One more lookup of `ino`, reached as `name` in `parent`. REQUIRES: mu_.
+  void RememberLocked(uint64_t ino, uint64_t parent, const std::string& name);
+  // The path of `ino` from the root as the kernel reached it, or nullopt. REQUIRES: mu_.
+  std::optional<std::string> PathOfLocked(uint64_t ino) const;
+  // After a read: relatime (atime moves when it is older than mtime/ctime or a day old), and
+  // for a read of data on a cold tier, a recall when the policy says so.
+  void AfterRead(uint64_t ino, OpenInode* f, bool cold);
+  // Recall on read (fs/tiering.cc): evaluates the policy for a file just read from a cold tier
+  // with its access time from before the read, and queues its recall. REQUIRES: mu_.
+  void MaybeQueueRecallLocked(uint64_t ino, int64_t atime_before);
+  void RecallLoop();
+  struct RecallCandidate;
+  Status RecallIfPolicySays(const RecallCandidate& c);
+  // What the policy sees of a file; *by_tier gets its stored bytes per tier. REQUIRES: mu_.
+  tiering::FileFacts FactsLocked(const meta::InodeRow& inode, const std::string& path,
+                                 const std::vector<meta::ChunkRow>& chunks,
+                                 std::map<std::string, uint64_t>* by_tier);
 
   Config config_;
   Env* env_;
@@ -325,7 +356,7 @@ class Filesystem {
 
   std::mutex mu_;  // metadata: meta_, lookups_, open_, handles_
   std::unique_ptr<meta::MetaStore> meta_;
-  std::unordered_map<uint64_t, uint64_t> lookups_;
+  std::unordered_map<uint64_t, Known> lookups_;
   std::unordered_map<uint64_t, std::shared_ptr<OpenInode>> open_;
   std::unordered_map<uint64_t, Handle> handles_;
   Status failed_;  // sticky: the database could not apply a journaled change
@@ -350,6 +381,17 @@ class Filesystem {
   bool tiering_stop_ = false;
   bool background_tiering_ = true;
   std::thread tierer_;
+  // Files read from a cold tier, for the recall thread to decide on. GUARDED_BY(tiering_mu_).
+  static constexpr size_t kMaxRecallQueue = 4096;
+  struct RecallCandidate {
+    uint64_t ino;
+    std::string path;
+    int64_t atime_before;  // the access time the read replaced
+  };
+  std::deque<RecallCandidate> recalls_;
+  std::unordered_set<uint64_t> recalls_queued_;  // the inos in recalls_
+  std::condition_variable recall_cv_;
+  std::thread recaller_;
 
   std::mutex committer_mu_;
   std::condition_variable committer_cv_;

@@ -74,7 +74,7 @@ Result<Attr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   ASSIGN_OR_RETURN(auto e, meta_->LookupEntry(parent, EncName(parent, name)));
   if (!e) return Status::Posix(ENOENT);
   ASSIGN_OR_RETURN(Attr a, AttrLocked(e->ino));
-  lookups_[e->ino]++;
+  RememberLocked(e->ino, parent, name);
   return a;
 }
 
@@ -82,16 +82,36 @@ void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = lookups_.find(ino);
   if (it == lookups_.end()) return;
-  if (it->second <= nlookup) {
+  if (it->second.lookups <= nlookup) {
     lookups_.erase(it);
   } else {
-    it->second -= nlookup;
+    it->second.lookups -= nlookup;
   }
 }
 
-void Filesystem::AddLookup(uint64_t ino) {
+void Filesystem::AddLookup(uint64_t parent, uint64_t ino, const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
-  lookups_[ino]++;
+  RememberLocked(ino, parent, name);
+}
+
+void Filesystem::RememberLocked(uint64_t ino, uint64_t parent, const std::string& name) {
+  Known& k = lookups_[ino];
+  k.lookups++;
+  k.parent = parent;
+  if (k.name != name) k.name = name;
+}
+
+std::optional<std::string> Filesystem::PathOfLocked(uint64_t ino) const {
+  std::string path;
+  // Bounded: a cycle cannot exist in a tree, but stale entries must not loop forever.
+  for (int depth = 0; ino != kRootIno && depth < 256; depth++) {
+    auto it = lookups_.find(ino);
+    if (it == lookups_.end()) return std::nullopt;
+    path = path.empty() ? it->second.name : it->second.name + "/" + path;
+    ino = it->second.parent;
+  }
+  if (ino != kRootIno) return std::nullopt;
+  return path;
 }
 
 Result<Attr> Filesystem::GetAttr(uint64_t ino) {
@@ -251,7 +271,7 @@ Result<Attr> Filesystem::CreateNode(uint64_t parent, const std::string& name, ui
     }
   }
   ASSIGN_OR_RETURN(Attr a, AttrLocked(op.ino));
-  lookups_[op.ino]++;
+  RememberLocked(op.ino, parent, name);
   return a;
 }
 
@@ -303,7 +323,7 @@ Result<Attr> Filesystem::Link(uint64_t ino, uint64_t new_parent, const std::stri
   op.ctime = Now();
   RETURN_IF_ERROR(LogLocked(op));
   ASSIGN_OR_RETURN(Attr a, AttrLocked(ino));
-  lookups_[ino]++;
+  RememberLocked(ino, new_parent, new_name);
   return a;
 }
 
@@ -396,6 +416,15 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new
   op.ino = src->ino;
   op.ctime = Now();
   RETURN_IF_ERROR(LogLocked(op));
+  // Keep the paths of known inodes current (they name the file to the policy).
+  auto moved = [&](uint64_t ino, uint64_t p, const std::string& n) {
+    if (auto it = lookups_.find(ino); it != lookups_.end()) {
+      it->second.parent = p;
+      it->second.name = n;
+    }
+  };
+  moved(src->ino, new_parent, new_name);
+  if (dst && (flags & RENAME_EXCHANGE)) moved(dst->ino, parent, name);
   if (dst && !(flags & RENAME_EXCHANGE)) return MaybeDeleteLocked(dst->ino);
   return Status::OK();
 }

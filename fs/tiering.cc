@@ -255,35 +255,15 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
         }
         ++report.files_scanned;
         ++progress.files_scanned;
-        // Where the file is now: the tier holding most of its stored bytes.
         std::map<std::string, uint64_t> by_tier;
         bool compacting = false;  // some of its chunks are in a segment being compacted
+        tiering::FileFacts facts;
         {
           std::lock_guard<std::mutex> l(mu_);
-          for (const auto& c : it.chunks) {
-            std::string t = TierOfLocked(c.segment);
-            by_tier[t.empty() ? kHot : t] += c.stored_len;
-            compacting = compacting || compact.count(c.segment) != 0;
-          }
+          facts = FactsLocked(it.inode, path, it.chunks, &by_tier);
+          for (const auto& c : it.chunks) compacting = compacting || compact.count(c.segment);
         }
-        std::string current = kHot;
-        uint64_t most = 0;
-        for (const auto& [t, b] : by_tier)
-          if (b > most) most = b, current = t;
-        tiering::FileFacts facts;
-        facts.path = path;
-        facts.size = it.inode.size;
-        facts.mtime_ns = it.inode.mtime;
-        facts.ctime_ns = it.inode.ctime;
-        facts.btime_ns = it.inode.btime;
-        facts.atime_ns = it.inode.atime;
-        facts.tier = current;
         const uint64_t ino = it.e.ino;
-        facts.xattr = [this, ino](std::string_view n) -> std::optional<std::string> {
-          std::lock_guard<std::mutex> l(mu_);
-          auto v = GetXattrLocked(ino, std::string(n));
-          return v.ok() ? *v : std::nullopt;
-        };
         std::string to;  // where the policy wants it, if it is not all there yet
         if (const tiering::Rule* rule = policy->Match(facts, now)) {
           uint64_t off_target = 0;
@@ -346,6 +326,88 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
   tick("done", true);
   report.elapsed_ms = (Now() - start) / 1'000'000;
   return report;
+}
+
+tiering::FileFacts Filesystem::FactsLocked(const meta::InodeRow& inode, const std::string& path,
+                                           const std::vector<meta::ChunkRow>& chunks,
+                                           std::map<std::string, uint64_t>* by_tier) {
+  for (const auto& c : chunks) {
+    std::string t = TierOfLocked(c.segment);
+    (*by_tier)[t.empty() ? kHot : t] += c.stored_len;
+  }
+  tiering::FileFacts facts;
+  // Where the file is now: the tier holding most of its stored bytes.
+  facts.tier = kHot;
+  uint64_t most = 0;
+  for (const auto& [t, b] : *by_tier)
+    if (b > most) most = b, facts.tier = t;
+  facts.path = path;
+  facts.size = inode.size;
+  facts.mtime_ns = inode.mtime;
+  facts.ctime_ns = inode.ctime;
+  facts.btime_ns = inode.btime;
+  facts.atime_ns = inode.atime;
+  const uint64_t ino = inode.ino;
+  facts.xattr = [this, ino](std::string_view n) -> std::optional<std::string> {
+    std::lock_guard<std::mutex> l(mu_);
+    auto v = GetXattrLocked(ino, std::string(n));
+    return v.ok() ? *v : std::nullopt;
+  };
+  return facts;
+}
+
+// --- recall on read ------------------------------------------------------------------------
+
+void Filesystem::MaybeQueueRecallLocked(uint64_t ino, int64_t atime_before) {
+  if (!recaller_.joinable()) return;
+  std::optional<std::string> path = PathOfLocked(ino);
+  if (!path) return;  // not reached through a path the kernel knows: the policy cannot say
+  std::lock_guard<std::mutex> l(tiering_mu_);
+  if (recalls_.size() >= kMaxRecallQueue || !recalls_queued_.insert(ino).second) return;
+  recalls_.push_back({ino, std::move(*path), atime_before});
+  recall_cv_.notify_one();
+}
+
+void Filesystem::RecallLoop() {
+  std::unique_lock<std::mutex> l(tiering_mu_);
+  for (;;) {
+    recall_cv_.wait(l, [&] { return tiering_stop_ || !recalls_.empty(); });
+    if (tiering_stop_) return;
+    RecallCandidate c = std::move(recalls_.front());
+    recalls_.pop_front();
+    l.unlock();
+    Status s = RecallIfPolicySays(c);
+    if (!s.ok())
+      log::Warn("filesystem {}: recall of inode {} on read: {}", sb_.name, c.ino, s.ToString());
+    l.lock();
+    recalls_queued_.erase(c.ino);
+  }
+}
+
+Status Filesystem::RecallIfPolicySays(const RecallCandidate& c) {
+  ASSIGN_OR_RETURN(auto policy, CurrentPolicy(/*reload=*/false));
+  bool any = false;
+  for (const auto& r : policy->rules()) any = any || r.recall_on_read;
+  if (!any) return Status::OK();
+  tiering::FileFacts facts;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto inode, meta_->GetInode(c.ino));
+    if (!inode || inode->nlink == 0) return Status::OK();
+    ASSIGN_OR_RETURN(auto chunks, meta_->ListChunks(c.ino));
+    std::map<std::string, uint64_t> by_tier;
+    facts = FactsLocked(*inode, c.path, chunks, &by_tier);
+  }
+  // As the file was before this read: the read itself made it "recently accessed".
+  facts.atime_ns = c.atime_before;
+  if (!policy->ShouldRecall(facts, Now())) return Status::OK();
+  RETURN_IF_ERROR(MoveFile(c.ino, kHot));
+  {
+    std::lock_guard<std::mutex> l(tiering_mu_);
+    status_.files_recalled++;
+  }
+  log::Info("filesystem {}: inode {} recalled to the hot tier on read", sb_.name, c.ino);
+  return Status::OK();
 }
 
 Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
@@ -688,9 +750,10 @@ void Filesystem::StartTiering() {
   unsigned n = static_cast<unsigned>(config_.cold_readers);
   cold_readers_ = std::make_unique<WorkerPool>(n);
   fetchers_ = std::make_unique<WorkerPool>(n);
+  if (read_only_ || !background_tiering_) return;
+  if (!config_.policy_file.empty()) recaller_ = std::thread([this] { RecallLoop(); });
   // Without a policy file passes still compact and free segments.
-  if (read_only_ || !background_tiering_ || config_.policy_interval_ms == 0) return;
-  tierer_ = std::thread([this] { TieringLoop(); });
+  if (config_.policy_interval_ms != 0) tierer_ = std::thread([this] { TieringLoop(); });
 }
 
 void Filesystem::StopTiering() {
@@ -699,7 +762,9 @@ void Filesystem::StopTiering() {
     tiering_stop_ = true;
   }
   tiering_cv_.notify_all();
+  recall_cv_.notify_all();
   if (tierer_.joinable()) tierer_.join();
+  if (recaller_.joinable()) recaller_.join();
   cold_readers_.reset();
   fetchers_.reset();
 }

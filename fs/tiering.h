@@ -92,6 +92,7 @@ struct TieringStatus {
   uint64_t read_cache_bytes = 0;
   uint64_t cold_fetches = 0;
   uint64_t read_cache_hits = 0;
+  uint64_t files_recalled = 0;  // by recall_on_read since the filesystem was opened
   std::string policy_file;
   std::string policy_error;  // why the last reload was refused (the old policy stays)
 };

@@ -99,11 +99,12 @@ std::string ToJson(const TieringStatus& s) {
       R"({{"pass_running":{},"phase":{},"files_scanned":{},"files_moved":{},"bytes_moved":{},)"
       R"("last_pass_end_ns":{},"last_pass_result":{},"backlog_files":{},"backlog_bytes":{},)"
       R"("tiers":[{}],"read_cache_bytes":{},"cold_fetches":{},"read_cache_hits":{},)"
-      R"("policy_file":{},"policy_error":{}}})",
+      R"("files_recalled":{},"policy_file":{},"policy_error":{}}})",
       s.pass_running, JsonString(s.progress.phase), s.progress.files_scanned,
       s.progress.files_moved, s.progress.bytes_moved, s.last_pass_end_ns,
       JsonString(s.last_pass_result), s.backlog_files, s.backlog_bytes, tiers, s.read_cache_bytes,
-      s.cold_fetches, s.read_cache_hits, JsonString(s.policy_file), JsonString(s.policy_error));
+      s.cold_fetches, s.read_cache_hits, s.files_recalled, JsonString(s.policy_file),
+      JsonString(s.policy_error));
 }
 
 std::string ToText(const TieringStatus& s) {
@@ -125,8 +126,9 @@ std::string ToText(const TieringStatus& s) {
   for (const auto& t : s.tiers)
     o += fmt::format("{:<16} {:<12} {:>10} {:>14} {:>14}\n", t.name, t.kind, t.segments,
                      HumanBytes(t.live_bytes), HumanBytes(t.object_bytes));
-  o += fmt::format("read cache: {}, {} hits, {} cold fetches\n", HumanBytes(s.read_cache_bytes),
-                   s.read_cache_hits, s.cold_fetches);
+  o += fmt::format("read cache: {}, {} hits, {} cold fetches; {} files recalled on read\n",
+                   HumanBytes(s.read_cache_bytes), s.read_cache_hits, s.cold_fetches,
+                   s.files_recalled);
   return o;
 }
 

@@ -41,7 +41,7 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
         n = fuse_add_direntry_plus(req, buf.data() + used, room, e.name.c_str(), &p,
                                    static_cast<off_t>(e.next_offset));
         if (n > room) return false;
-        if (!dots) r.fs()->AddLookup(e.ino);
+        if (!dots) r.fs()->AddLookup(ino, e.ino, e.name);
       } else {
         struct stat st {};
         st.st_ino = e.ino;

@@ -130,5 +130,54 @@ TEST_F(TieringIt, ColdReadFailsWithEioWhenTheTierIsGoneAndHotReadsGoOn) {
   EXPECT_TRUE(got == cold);
 }
 
+// A prior study pulled for comparison comes back to the hot tier by itself, and the access
+// time a read leaves keeps it there at the next pass.
+TEST_F(TieringIt, RecallOnReadThroughTheMount) {
+  ASSERT_TRUE(WriteWholeFile(policy_,
+                             "[[rule]]\nname = \"unread\"\nmatch = \"studies/**\"\n"
+                             "not_accessed_for = \"90d\"\nto = \"archive\"\n"
+                             "recall_on_read = true\n",
+                             0644));
+  std::string prior = CtLike(400000, 7), other = CtLike(300000, 8);
+  ASSERT_NO_FATAL_FAILURE(WriteOld("studies/p1/prior.dcm", prior));  // atime 200 days back too
+  ASSERT_NO_FATAL_FAILURE(WriteOld("studies/p2/other.dcm", other));
+  CommandResult run = Strata({"migrate", config_path()});
+  ASSERT_TRUE(run.Succeeded()) << run.Describe();
+  EXPECT_NE(run.output.find("moved 2 files"), std::string::npos) << run.output;
+  ASSERT_NO_FATAL_FAILURE(Remount());
+
+  std::string got;
+  ASSERT_TRUE(ReadWholeFile(mnt() + "/studies/p1/prior.dcm", &got));
+  EXPECT_TRUE(got == prior);
+  // Poll the daemon until the recall is done.
+  std::string status;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    CommandResult st = Strata({"migrate", config_path(), "--status", "--json"});
+    ASSERT_TRUE(st.Succeeded()) << st.Describe();
+    status = st.output;
+    if (status.find("\"files_recalled\":1") != std::string::npos) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << status;
+  }
+  // Only the other study is left on the archive.
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  sfs::remove_all(hot() + "/cache");
+  sfs::rename(archive_, archive_ + ".away");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_TRUE(ReadWholeFile(mnt() + "/studies/p1/prior.dcm", &got));
+  EXPECT_TRUE(got == prior);
+  EXPECT_FALSE(ReadWholeFile(mnt() + "/studies/p2/other.dcm", &got));
+  sfs::rename(archive_ + ".away", archive_);
+  // Just read, the prior stays hot at the next pass; its atime is no longer 200 days old.
+  CommandResult again = Strata({"migrate", config_path(), "--dry-run", "--json"});
+  ASSERT_TRUE(again.Succeeded()) << again.Describe();
+  EXPECT_NE(again.output.find("\"rule\":\"unread\",\"to\":\"archive\",\"files\":0,"),
+            std::string::npos)
+      << again.output;
+  struct stat st {};
+  ASSERT_EQ(::stat((mnt() + "/studies/p1/prior.dcm").c_str(), &st), 0);
+  EXPECT_GT(st.st_atim.tv_sec, ::time(nullptr) - 3600);
+}
+
 }  // namespace
 }  // namespace strata::it

@@ -294,6 +294,83 @@ TEST_F(TieringTest, BadPolicyIsRefusedWithFileAndLine) {
   EXPECT_NE(r.status().message().find("nowhere"), std::string::npos);
 }
 
+TEST_F(TieringTest, ReadsKeepAtimeRelatime) {
+  uint64_t ino = CreateFile(kRootIno, "f", "contents");
+  Attr before = *fs_->GetAttr(ino);
+  ASSERT_LE(before.atime, before.mtime);  // never read: a read moves it
+  ASSERT_EQ(*ReadAll(ino), "contents");
+  Attr after = *fs_->GetAttr(ino);
+  EXPECT_GT(after.atime, before.mtime);
+  EXPECT_EQ(after.ctime, before.ctime);  // atime is not a change
+  // Read again at once: newer than mtime and less than a day old, so it stays.
+  ASSERT_EQ(*ReadAll(ino), "contents");
+  EXPECT_EQ(fs_->GetAttr(ino)->atime, after.atime);
+  // A day-old atime moves on the next read.
+  SetAttrRequest req;
+  req.atime = Env::Default()->NowNanos() - 2 * kDay;
+  ASSERT_TRUE(fs_->SetAttr(ino, req, Caller{}).ok());
+  const int64_t old_atime = fs_->GetAttr(ino)->atime;
+  ASSERT_EQ(*ReadAll(ino), "contents");
+  EXPECT_GT(fs_->GetAttr(ino)->atime, old_atime + kDay);
+  const int64_t kept = fs_->GetAttr(ino)->atime;
+  Reopen();
+  EXPECT_EQ(fs_->GetAttr(ino)->atime, kept);
+}
+
+TEST_F(TieringTest, RecallOnReadBringsBackFilesNotReadForLong) {
+  WritePolicy(
+      "[[rule]]\nname = \"unread\"\nmatch = \"studies/**\"\nnot_accessed_for = \"90d\"\n"
+      "to = \"archive\"\nrecall_on_read = true\n");
+  Populate();
+  const int64_t now = Env::Default()->NowNanos();
+  for (uint64_t ino : {a_, b_, new_}) {
+    SetAttrRequest req;
+    req.atime = now - 200 * kDay;
+    ASSERT_TRUE(fs_->SetAttr(ino, req, Caller{}).ok());
+  }
+  MigrateReport r = MustMigrate();
+  ASSERT_EQ(r.files_moved, 3u);  // a, b and new: none read for 200 days
+  // b was read 10 days ago (a utime, as a backup tool restoring atimes would do).
+  SetAttrRequest req;
+  req.atime = now - 10 * kDay;
+  ASSERT_TRUE(fs_->SetAttr(b_, req, Caller{}).ok());
+
+  // A mounted filesystem: the recall thread runs (passes stay manual).
+  config_.policy_interval_ms = 0;
+  fs_.reset();
+  OpenOptions o;
+  o.background_tiering = true;
+  auto f = Filesystem::Open(config_, Env::Default(), o);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  fs_ = std::move(f).value();
+  ASSERT_TRUE(fs_->Start().ok());
+  // The paths the kernel would have looked up.
+  uint64_t studies = fs_->Lookup(kRootIno, "studies")->ino;
+  uint64_t s1 = fs_->Lookup(studies, "s1")->ino;
+  ASSERT_EQ(fs_->Lookup(s1, "b")->ino, b_);
+  ASSERT_EQ(fs_->Lookup(s1, "a")->ino, a_);
+
+  EXPECT_EQ(*ReadAll(b_), b_data_);  // read 10 days ago: the rule does not select it now
+  EXPECT_EQ(*ReadAll(a_), a_data_);  // not read for 200 days: recalled
+  // Candidates are decided in read order, so once a is recalled b has been decided.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (fs_->GetTieringStatus().files_recalled < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  ASSERT_EQ(fs_->GetTieringStatus().files_recalled, 1u);
+  // a reads with the archive gone; b still needs it.
+  sfs::rename(root_ + "/archive", root_ + "/archive.away");
+  fs_->Shutdown().IgnoreError();
+  fs_.reset();
+  sfs::remove_all(root_ + "/hot/cache");  // b's records were cached by its read
+  Reopen();
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  EXPECT_FALSE(ReadAll(b_).ok());
+  sfs::rename(root_ + "/archive.away", root_ + "/archive");
+  // Just read, a is not selected again by the next pass.
+  r = MustMigrate();
+  EXPECT_EQ(r.files_moved, 0u);
+}
+
 // Segment files in a directory (the journal's, or a tier's), recursively.
 size_t CountSegments(const std::string& dir) {
   size_t n = 0;
