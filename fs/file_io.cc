@@ -294,6 +294,9 @@ void Filesystem::AfterRead(uint64_t ino, OpenInode* f, bool cold) {
     std::lock_guard<std::mutex> fl(f->mu);
     first = !f->accessed;
     f->accessed = true;
+    // One recall candidate per open, not one per FUSE read of a large cold file.
+    cold = cold && !f->cold_seen;
+    f->cold_seen = f->cold_seen || cold;
   }
   if (!first && !cold) return;
   std::lock_guard<std::mutex> l(mu_);

@@ -219,6 +219,7 @@ class Filesystem {
     Status async_error;                     // the first failure of a sealing job, reported at drain
     std::condition_variable cv;             // signalled whenever a sealing job finishes
     bool accessed = false;                  // a read since the inode was opened saw to atime
+    bool cold_seen = false;                 // ... and one read cold data (recall candidate)
     std::atomic<int64_t> atime_before{-1};  // the atime that read found (-1: not yet)
   };
   // An inode the kernel holds references to: its lookup count, and the entry it was last

@@ -294,6 +294,76 @@ TEST_F(TieringTest, BadPolicyIsRefusedWithFileAndLine) {
   EXPECT_NE(r.status().message().find("nowhere"), std::string::npos);
 }
 
+// One rule per kind of condition, each in its own directory with one file it selects and one
+// it does not; ages come from the injected clock (60 days ahead), never from waiting.
+TEST_F(TieringTest, EveryKindOfRuleSelectsWhatItSays) {
+  WritePolicy(R"(
+[[rule]]
+name = "by-size"
+match = "size/**"
+min_size = "100KiB"
+to = "archive"
+[[rule]]
+name = "by-xattr"
+match = "xattr/**"
+xattr = { "user.modality" = "CT" }
+to = "archive"
+[[rule]]
+name = "by-created"
+match = "created/**"
+created_older_than = "30d"
+to = "archive"
+[[rule]]
+name = "by-access"
+match = "access/**"
+not_accessed_for = "30d"
+to = "archive"
+[[rule]]
+name = "by-mtime"
+match = "mtime/**"
+older_than = "30d"
+to = "archive"
+)");
+  const int64_t now = Env::Default()->NowNanos();
+  const int64_t later = now + 60 * kDay;  // the clock the pass runs at
+  std::map<std::string, uint64_t> dirs;
+  for (const char* d : {"size", "xattr", "created", "access", "mtime"})
+    dirs[d] = Mkdir(kRootIno, d);
+  CreateFile(dirs["size"], "big", Random(150000, 1));
+  CreateFile(dirs["size"], "small", Random(50000, 2));
+  uint64_t ct = CreateFile(dirs["xattr"], "ct", Random(1000, 3));
+  uint64_t mr = CreateFile(dirs["xattr"], "mr", Random(1000, 4));
+  ASSERT_TRUE(fs_->SetXattr(ct, "user.modality", "CT", 0).ok());
+  ASSERT_TRUE(fs_->SetXattr(mr, "user.modality", "MR", 0).ok());
+  // Birth time cannot be set: both are born 60 days before `later`, and the rule selects
+  // both, although one's mtime is `later` (by mtime it would be brand new).
+  CreateFile(dirs["created"], "old", Random(1000, 5));
+  CreateFile(dirs["created"], "touched", Random(1000, 6), later);
+  uint64_t unread = CreateFile(dirs["access"], "unread", Random(1000, 7));
+  uint64_t read = CreateFile(dirs["access"], "read", Random(1000, 8));
+  SetAttrRequest req;
+  req.atime = later - 2 * kDay;  // read two days before the pass
+  ASSERT_TRUE(fs_->SetAttr(read, req, Caller{}).ok());
+  req.atime = now - kDay;
+  ASSERT_TRUE(fs_->SetAttr(unread, req, Caller{}).ok());
+  CreateFile(dirs["mtime"], "old", Random(1000, 9), now - kDay);
+  CreateFile(dirs["mtime"], "new", Random(1000, 10), later - kDay);
+
+  MigrateOptions o;
+  o.now_ns = later;
+  MigrateReport r = MustMigrate(o);
+  ASSERT_EQ(r.rules.size(), 5u);
+  const uint64_t want[] = {1, 1, 2, 1, 1};
+  for (size_t i = 0; i < 5; i++) EXPECT_EQ(r.rules[i].files, want[i]) << r.rules[i].rule;
+  EXPECT_EQ(r.files_moved, 6u);
+  EXPECT_TRUE(r.errors.empty());
+  // At the real clock nothing is old enough for the age rules.
+  WritePolicy("[[rule]]\nname = \"c\"\ncreated_older_than = \"30d\"\nto = \"archive\"\n");
+  MigrateOptions dry;
+  dry.dry_run = true;
+  EXPECT_EQ(MustMigrate(dry).rules[0].files, 0u);
+}
+
 TEST_F(TieringTest, ReadsKeepAtimeRelatime) {
   uint64_t ino = CreateFile(kRootIno, "f", "contents");
   Attr before = *fs_->GetAttr(ino);
