@@ -189,6 +189,8 @@ struct Options {
   std::string target = "dir";
   std::string hot;  // where the target keeps its bytes (stored-size accounting)
   std::string json_path;
+  std::string ready_file;  // pacsread: created when the timed part starts
+  std::string wait_file;   // pacsread: the timed part starts once this exists
   Kind kind = Kind::kCt;
   bool quick = false;
   bool drop_caches = true;
@@ -197,6 +199,7 @@ struct Options {
   size_t rand_ops = 20000;
   double rand_seconds = 20;
   size_t studies = 20, series = 5, instances = 20;
+  size_t first_study = 0;  // pacsread: read studies [first_study, studies)
   size_t file_kib = 512;
   size_t ingest_write_kib = 128;
   unsigned ingest_threads = 4;
@@ -705,8 +708,25 @@ void PacsRead(const Options& o, const Reporter& rep) {
   std::vector<char> pool = MakePool(Kind::kCt);
   const size_t fb = o.file_kib * kKiB;
   std::vector<PacsFile> files = PacsFiles(o);
+  files.erase(files.begin(),
+              files.begin() + static_cast<ptrdiff_t>(
+                                  std::min(files.size(), o.first_study * o.series * o.instances)));
+  if (files.empty())
+    Die("pacsread: no files (--first-study %zu of %zu studies)", o.first_study, o.studies);
   Shuffle(&files, 3);
   bool dropped = DropCaches(o);
+  // Another workload's --ready-file: start together with it (the data pool is already made).
+  for (double until = Now() + 600; !o.wait_file.empty();) {
+    struct stat st;
+    if (::stat(o.wait_file.c_str(), &st) == 0) break;
+    if (Now() > until) Die("pacsread: %s did not appear within 600 s", o.wait_file.c_str());
+    ::usleep(5000);
+  }
+  if (!o.ready_file.empty()) {  // tells a script that runs something alongside: starting now
+    int fd = ::open(o.ready_file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) DieErrno("create", o.ready_file);
+    ::close(fd);
+  }
   std::atomic<size_t> next{0}, mismatches{0}, bytes{0};
   std::mutex mu;
   std::vector<double> lat;
@@ -854,6 +874,9 @@ void Meta(const Options& o, const Reporter& rep) {
       "  --ingest-write-kib N write size for ingest (128)\n"
       "  --ingest-threads N   concurrent ingest writers (4)\n"
       "  --readers N          pacsread threads (32)\n"
+      "  --ready-file PATH    pacsread: create PATH when the timed reads start\n"
+      "  --first-study K      pacsread: read only studies K.. (default 0)\n"
+      "  --wait-file PATH     pacsread: start the timed reads once PATH exists\n"
       "  --meta-dirs N --meta-files N   metadata tree (100 x 200; quick 50 x 100)\n"
       "  --no-drop-caches     do not drop the kernel caches before reads\n");
   std::exit(1);
@@ -935,6 +958,12 @@ int Main(int argc, char** argv) {
       o.ingest_threads = static_cast<unsigned>(ParseCount(val()));
     else if (a == "--readers")
       o.readers = static_cast<unsigned>(ParseCount(val()));
+    else if (a == "--ready-file")
+      o.ready_file = val();
+    else if (a == "--first-study")
+      o.first_study = ParseCount(val());
+    else if (a == "--wait-file")
+      o.wait_file = val();
     else if (a == "--meta-dirs")
       o.meta_dirs = ParseCount(val());
     else if (a == "--meta-files")

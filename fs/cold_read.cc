@@ -115,8 +115,23 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
   std::shared_ptr<Fetch> f;
   {
     std::lock_guard<std::mutex> l(fetch_mu_);
-    for (const auto& in : fetches_[c.segment])
-      if (in->begin <= need_begin && need_end <= in->end) f = in;
+    // Join a fetch in flight that covers the record. One that is overdue (a hung request that
+    // may go on for minutes) means the tier is not answering: fail at once for another
+    // read_timeout (the kernel retries a failed read straight away), then start afresh.
+    const auto timeout = std::chrono::milliseconds(timeout_ms);
+    bool overdue = false;
+    for (const auto& in : fetches_[c.segment]) {
+      if (in->begin > need_begin || need_end > in->end) continue;
+      if (plan->started < in->started + timeout)
+        f = in;
+      else if (plan->started < in->started + 2 * timeout)
+        overdue = true;
+    }
+    if (f == nullptr && overdue)
+      return Status::Unavailable(
+          fmt::format("tier {}: a read of segment {:x} got no answer within {} ms (read_timeout in "
+                      "[tiers.{}]) and is still waiting",
+                      tier_name, c.segment, timeout_ms, tier_name));
     if (f == nullptr) fetches_[c.segment].push_back(f = plan);
   }
   if (f == plan) {

@@ -58,16 +58,32 @@ bool LooksLike16BitSamples(std::string_view d) {
   return odd <= 48 && even >= 2 * odd;
 }
 
+// Even bytes first, then odd bytes. Through raw pointers in pairs: indexing the std::string
+// reloads its data pointer after each store and keeps the loop from being vectorised.
 void SplitPlanes(std::string_view in, std::string* out) {
-  out->resize(in.size());
-  size_t half = (in.size() + 1) / 2;
-  for (size_t i = 0; i < in.size(); i++) (*out)[(i & 1) ? half + i / 2 : i / 2] = in[i];
+  const size_t n = in.size(), half = (n + 1) / 2, pairs = n / 2;
+  out->resize(n);
+  const char* src = in.data();
+  char* even = out->data();
+  char* odd = even + half;
+  for (size_t i = 0; i < pairs; i++) {
+    even[i] = src[2 * i];
+    odd[i] = src[2 * i + 1];
+  }
+  if (n & 1) even[pairs] = src[n - 1];
 }
 
 void JoinPlanes(std::string_view in, std::string* out) {
-  out->resize(in.size());
-  size_t half = (in.size() + 1) / 2;
-  for (size_t i = 0; i < in.size(); i++) (*out)[i] = in[(i & 1) ? half + i / 2 : i / 2];
+  const size_t n = in.size(), half = (n + 1) / 2, pairs = n / 2;
+  out->resize(n);
+  const char* even = in.data();
+  const char* odd = even + half;
+  char* dst = out->data();
+  for (size_t i = 0; i < pairs; i++) {
+    dst[2 * i] = even[i];
+    dst[2 * i + 1] = odd[i];
+  }
+  if (n & 1) dst[n - 1] = even[pairs];
 }
 
 }  // namespace

@@ -250,6 +250,10 @@ void Filesystem::CommitterLoop() {
 
 Status Filesystem::SyncAndCommit() {
   std::lock_guard<std::mutex> l(mu_);
+  return SyncAndCommitLocked();
+}
+
+Status Filesystem::SyncAndCommitLocked() {
   if (read_only_) return Status::OK();
   RETURN_IF_ERROR(failed_);
   uint64_t last = journal_->LastLsn();

@@ -309,8 +309,8 @@ class Filesystem {
   using CompactSet = std::map<uint64_t, std::string>;  // segments to compact -> their tier
   // Copies the chunks of `ino` that are not on `to` (empty: none) to it, and those in a
   // segment of `compact` to a new segment on their own tier.
-  Status MoveChunksOf(uint64_t ino, const std::string& to, const CompactSet& compact,
-                      Builders* builders);
+  // A compaction read from a tier that is down drops that tier's segments from `compact`.
+  Status MoveChunksOf(uint64_t ino, const std::string& to, CompactSet* compact, Builders* builders);
   Status AddToBuilder(const std::string& tier, uint64_t ino, const meta::ChunkRow& c,
                       std::string_view payload, bool compaction, Builders* builders);
   Status FinishBuilder(Builder* b);
@@ -324,6 +324,12 @@ class Filesystem {
   Result<MigrateReport> MigrateLocked(const MigrateOptions& options);
   Result<std::shared_ptr<const tiering::Policy>> CurrentPolicy(bool reload);
   Status SyncAndCommit();
+  Status SyncAndCommitLocked();  // REQUIRES: mu_
+  // Writes a snapshot of the metadata database under <hot>/snapshots and keeps the newest
+  // two; returns the LSN it covers.
+  Result<uint64_t> WriteMetaSnapshot();
+  // The LSN the newest snapshot covers (0 when there is none).
+  Result<uint64_t> LatestSnapshotLsn();
   // One more lookup of `ino`, reached as `name` in `parent`. REQUIRES: mu_.
   void RememberLocked(uint64_t ino, uint64_t parent, const std::string& name);
   // The path of `ino` from the root as the kernel reached it, or nullopt. REQUIRES: mu_.
@@ -392,6 +398,7 @@ class Filesystem {
   std::deque<RecallCandidate> recalls_;
   std::unordered_set<uint64_t> recalls_queued_;  // the inos in recalls_
   std::condition_variable recall_cv_;
+  std::atomic<bool> recall_running_{false};  // read by readers without tiering_mu_
   std::thread recaller_;
 
   std::mutex committer_mu_;

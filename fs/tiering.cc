@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -197,7 +198,7 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
     RETURN_IF_ERROR(RecoverPlacements(&report));
   }
   tick("scanning", true);
-  ASSIGN_OR_RETURN(const CompactSet compact, CompactionCandidates(&report));
+  ASSIGN_OR_RETURN(CompactSet compact, CompactionCandidates(&report));
 
   Builders builders;
   struct Dir {
@@ -281,7 +282,7 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
           tick("scanning", false);
           continue;
         }
-        s = MoveChunksOf(ino, to, compact, &builders);
+        s = MoveChunksOf(ino, to, &compact, &builders);
         if (!s.ok()) {
           report.errors.push_back(s.ToString());
           log::Error("filesystem {}: migration pass stopped: {}", sb_.name, s.ToString());
@@ -359,7 +360,7 @@ tiering::FileFacts Filesystem::FactsLocked(const meta::InodeRow& inode, const st
 // --- recall on read ------------------------------------------------------------------------
 
 void Filesystem::MaybeQueueRecallLocked(uint64_t ino, int64_t atime_before) {
-  if (!recaller_.joinable()) return;
+  if (!recall_running_.load()) return;
   std::optional<std::string> path = PathOfLocked(ino);
   if (!path) return;  // not reached through a path the kernel knows: the policy cannot say
   std::lock_guard<std::mutex> l(tiering_mu_);
@@ -415,7 +416,7 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
     return Status::InvalidArgument("no tier named '" + tier + "'");
   std::lock_guard<std::mutex> pass(migrate_mu_);
   Builders builders;
-  Status s = MoveChunksOf(ino, tier, {}, &builders);
+  Status s = MoveChunksOf(ino, tier, nullptr, &builders);
   for (auto& [t, b] : builders) {
     if (b->seg == nullptr) continue;
     Status f = FinishBuilder(b.get());
@@ -424,7 +425,7 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
   return s;
 }
 
-Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, const CompactSet& compact,
+Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, CompactSet* compact,
                                 Builders* builders) {
   struct Move {
     meta::ChunkRow c;
@@ -440,7 +441,7 @@ Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, const Compa
       if (cur.empty()) cur = kHot;
       if (!to.empty() && cur != to)
         moves.push_back({std::move(c), to, false});
-      else if (compact.count(c.segment))
+      else if (compact != nullptr && compact->count(c.segment))
         moves.push_back({std::move(c), cur, true});
     }
   }
@@ -461,6 +462,12 @@ Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, const Compa
         log::Alert("filesystem {}: inode {} chunk {} failed its integrity check; not migrated",
                    sb_.name, ino, c.index);
         continue;  // the file stays readable where it is (and reports EIO for that chunk)
+      }
+      if (compaction && s.IsUnavailable()) {
+        // A tier that is down holds up its own compaction only, not the rest of the pass.
+        log::Warn("filesystem {}: compaction on tier {} waits: {}", sb_.name, dest, s.ToString());
+        std::erase_if(*compact, [&](const auto& e) { return e.second == dest; });
+        continue;
       }
       return s.WithContext(fmt::format("reading inode {} chunk {}", ino, c.index));
     }
@@ -660,54 +667,111 @@ Result<Filesystem::CompactSet> Filesystem::CompactionCandidates(MigrateReport* r
 }
 
 // Journal segments that no chunk points into any more. Their metadata records are applied
-// to the database; once a checkpoint has made the database durable past their last record,
-// recovery never needs them again, and their files go.
+// to the database; once the database file is durable past their last record (a checkpoint),
+// and a snapshot of it covers them too (so that the database can still be rebuilt from a
+// snapshot and the journal, DESIGN.md promise 5), recovery never needs them again.
 Status Filesystem::ReclaimJournal(MigrateReport* report) {
   std::map<uint64_t, uint64_t> live;  // journal segments with chunks ever written into them
+  std::vector<uint64_t> present;
+  uint64_t active;
   {
+    // One look under mu_: chunks are appended and applied under it, so every chunk in a
+    // segment below the active one is in these rows. Sealed segments only lose live bytes
+    // (new chunks go to the active one, moves to placement segments): dead now stays dead.
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(auto rows, meta_->ListSegments());
     for (const auto& r : rows)
       if (!IsPlacement(r.id)) live[r.id] = r.live_bytes;
+    active = journal_->ActiveSegment();
+    present = journal_->SegmentIds();
   }
-  // Sealed journal segments only gain dead bytes: chunks are written to the active one, and
-  // moves go to placement segments. So what is dead now stays dead.
-  const uint64_t active = journal_->ActiveSegment();
-  const std::vector<uint64_t> present = journal_->SegmentIds();
-  std::vector<uint64_t> dead;
+  std::vector<uint64_t> dead, removed;
   for (uint64_t id : present) {
     auto it = live.find(id);
     if (id < active && (it == live.end() || it->second == 0)) dead.push_back(id);
   }
-  std::vector<uint64_t> removed;
   // Rows of segments a crash removed before their rows went.
   for (const auto& [id, bytes] : live)
     if (id < active && bytes == 0 && !std::binary_search(present.begin(), present.end(), id))
       removed.push_back(id);
   if (dead.empty() && removed.empty()) return Status::OK();
-  uint64_t durable_lsn;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    RETURN_IF_ERROR(CheckWritable());
-    // The database must not run ahead of the journal: sync, then commit and checkpoint.
-    RETURN_IF_ERROR(journal_->Sync(journal_->LastLsn()));
-    RETURN_IF_ERROR(meta_->Checkpoint());
-    durable_lsn = meta_->applied_lsn();
+
+  uint64_t durable_lsn = 0;
+  if (!dead.empty()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      // The database must not run ahead of the journal: sync, commit, then checkpoint.
+      RETURN_IF_ERROR(SyncAndCommitLocked());
+      RETURN_IF_ERROR(meta_->Checkpoint());
+      durable_lsn = meta_->applied_lsn();
+    }
+    KILL_POINT("reclaim.checkpointed");
+    // A snapshot copies the whole database: take one only when it frees at least as much.
+    ASSIGN_OR_RETURN(uint64_t snap_lsn, LatestSnapshotLsn());
+    uint64_t db_bytes;
+    {
+      ASSIGN_OR_RETURN(auto db, env_->OpenFile(internal::MetaDbPath(config_), OpenMode::kReadOnly));
+      ASSIGN_OR_RETURN(db_bytes, db->Size());
+    }
+    if (snap_lsn < durable_lsn && (snap_lsn == 0 || dead.size() * sb_.segment_size >= db_bytes)) {
+      ASSIGN_OR_RETURN(snap_lsn, WriteMetaSnapshot());
+    }
+    KILL_POINT("reclaim.snapshot");
+    const size_t orphans = removed.size();
+    Status s = journal_->RemoveSegments(dead, std::min(durable_lsn, snap_lsn), &removed);
+    KILL_POINT("reclaim.removed");
+    report->journal_segments_freed += removed.size() - orphans;
+    report->bytes_freed += (removed.size() - orphans) * sb_.segment_size;
+    if (!s.ok()) report->errors.push_back(s.ToString());
   }
-  KILL_POINT("reclaim.checkpointed");
-  const size_t orphans = removed.size();
-  Status s = journal_->RemoveSegments(dead, durable_lsn, &removed);
-  KILL_POINT("reclaim.removed");
-  report->journal_segments_freed += removed.size() - orphans;
-  report->bytes_freed += (removed.size() - orphans) * sb_.segment_size;
   {
     std::lock_guard<std::mutex> l(mu_);
     // Forget their rows (live bytes 0); a crash before this leaves rows the next pass drops.
     for (uint64_t id : removed)
       if (live.count(id)) RETURN_IF_ERROR(LogSegmentStateLocked(id, "", meta::SegmentState::kGone));
   }
-  RETURN_IF_ERROR(SyncAndCommit());
-  return s;
+  return SyncAndCommit();
+}
+
+Result<uint64_t> Filesystem::LatestSnapshotLsn() {
+  ASSIGN_OR_RETURN(bool exists, env_->FileExists(internal::SnapshotDir(config_)));
+  if (!exists) return uint64_t{0};
+  ASSIGN_OR_RETURN(auto names, env_->ListDir(internal::SnapshotDir(config_)));
+  uint64_t best = 0;
+  for (const auto& n : names) {
+    unsigned long long lsn = 0;
+    char tail = 0;
+    if (n.size() == 24 && std::sscanf(n.c_str(), "meta-%16llx.d%c", &lsn, &tail) == 2 &&
+        tail == 'b')
+      best = std::max<uint64_t>(best, lsn);
+  }
+  return best;
+}
+
+Result<uint64_t> Filesystem::WriteMetaSnapshot() {
+  const std::string dir = internal::SnapshotDir(config_);
+  RETURN_IF_ERROR(env_->CreateDir(dir));
+  const std::string tmp = JoinPath(dir, "meta.db.tmp");
+  env_->RemoveFile(tmp).IgnoreError();
+  // A separate connection reads the committed state: meta_ needs no lock for this.
+  ASSIGN_OR_RETURN(uint64_t lsn, meta_->WriteSnapshot(tmp));
+  {
+    ASSIGN_OR_RETURN(auto f, env_->OpenFile(tmp, OpenMode::kReadWrite));
+    RETURN_IF_ERROR(f->Sync());
+  }
+  const std::string name = fmt::format("meta-{:016x}.db", lsn);
+  RETURN_IF_ERROR(env_->RenameFile(tmp, JoinPath(dir, name)));
+  RETURN_IF_ERROR(env_->SyncDir(dir));
+  // Keep the newest two.
+  ASSIGN_OR_RETURN(auto names, env_->ListDir(dir));
+  std::vector<std::string> snaps;
+  for (const auto& n : names)
+    if (n.size() == 24 && n.starts_with("meta-") && n.ends_with(".db")) snaps.push_back(n);
+  std::sort(snaps.begin(), snaps.end());
+  for (size_t i = 0; i + 2 < snaps.size(); i++)
+    env_->RemoveFile(JoinPath(dir, snaps[i])).IgnoreError();
+  log::Info("filesystem {}: metadata snapshot {} (LSN {})", sb_.name, name, lsn);
+  return lsn;
 }
 
 // --- status and the background loop --------------------------------------------------------
@@ -751,7 +815,10 @@ void Filesystem::StartTiering() {
   cold_readers_ = std::make_unique<WorkerPool>(n);
   fetchers_ = std::make_unique<WorkerPool>(n);
   if (read_only_ || !background_tiering_) return;
-  if (!config_.policy_file.empty()) recaller_ = std::thread([this] { RecallLoop(); });
+  if (!config_.policy_file.empty()) {
+    recall_running_ = true;
+    recaller_ = std::thread([this] { RecallLoop(); });
+  }
   // Without a policy file passes still compact and free segments.
   if (config_.policy_interval_ms != 0) tierer_ = std::thread([this] { TieringLoop(); });
 }
@@ -762,6 +829,7 @@ void Filesystem::StopTiering() {
     tiering_stop_ = true;
   }
   tiering_cv_.notify_all();
+  recall_running_ = false;
   recall_cv_.notify_all();
   if (tierer_.joinable()) tierer_.join();
   if (recaller_.joinable()) recaller_.join();

@@ -18,5 +18,7 @@ inline bool IsPlacement(uint64_t segment) { return segment >= journal::kFirstPla
 inline std::string StagingDir(const Config& c) { return JoinPath(c.hot_path, "staging"); }
 inline std::string HotSegmentsDir(const Config& c) { return JoinPath(c.hot_path, "segments"); }
 inline std::string ReadCacheDir(const Config& c) { return JoinPath(c.hot_path, "cache"); }
+inline std::string SnapshotDir(const Config& c) { return JoinPath(c.hot_path, "snapshots"); }
+inline std::string MetaDbPath(const Config& c) { return JoinPath(c.hot_path, "meta.db"); }
 
 }  // namespace strata::fs::internal

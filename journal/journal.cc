@@ -817,11 +817,7 @@ Status Journal::RemoveSegments(const std::vector<uint64_t>& ids, uint64_t max_ls
         return Status::InvalidArgument(
             fmt::format("{}: the active segment cannot be removed", SegmentPath(id)));
       const uint64_t last_lsn = (it + 1)->first_lsn - 1;
-      if (last_lsn > max_lsn)
-        return Status::InvalidArgument(
-            fmt::format("{}: holds LSNs up to {}, beyond {} (not yet durable elsewhere)",
-                        SegmentPath(id), last_lsn, max_lsn));
-      victims.push_back(id);
+      if (last_lsn <= max_lsn) victims.push_back(id);  // else: not yet durable elsewhere
     }
     std::sort(victims.begin(), victims.end());
     std::erase_if(segments_, [&](const SegmentInfo& s) {

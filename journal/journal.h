@@ -161,10 +161,10 @@ class Journal {
   uint64_t ActiveSegment() const;
 
   // Deletes the files of sealed segments whose records are no longer needed, and fsyncs the
-  // directory: the caller has made everything they hold durable elsewhere (the metadata
-  // database checkpointed at `max_lsn`, their chunks moved). Each id must be below
-  // ActiveSegment() and hold no LSN above max_lsn (InvalidArgument otherwise, nothing removed);
-  // ids not in the journal are skipped. Replay and Read of a removed segment fail (NotFound).
+  // directory: the caller has made everything they hold durable elsewhere up to `max_lsn`
+  // (the metadata database, their chunks moved). Segments holding an LSN above max_lsn stay,
+  // as do ids not in the journal; an id at or above ActiveSegment() is InvalidArgument (and
+  // nothing is removed). Replay and Read of a removed segment fail.
   // Gaps are normal afterwards: recovery and Replay from any LSN above max_lsn never cross one.
   // `removed` (may be null) receives the ids whose files were deleted.
   Status RemoveSegments(const std::vector<uint64_t>& ids, uint64_t max_lsn,

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <memory>
 
 namespace strata::meta {
 namespace {
@@ -247,7 +248,63 @@ void MetaStore::Rollback() {
 
 Status MetaStore::Checkpoint() {
   RETURN_IF_ERROR(Commit());
-  return Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  // (busy, WAL frames, frames checkpointed): anything but (0, n, n) left part of the WAL out.
+  int rc = SQLITE_OK, busy = -1, log = -1, done = -1;
+  {
+    sqlite3_stmt* q = nullptr;
+    rc = sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &q, nullptr);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+      busy = sqlite3_column_int(q, 0);
+      log = sqlite3_column_int(q, 1);
+      done = sqlite3_column_int(q, 2);
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(q);
+  }
+  if (rc != SQLITE_OK) return SqlError("checkpoint");
+  if (busy != 0 || log != done)
+    return Status::Busy("metadata database " + path_ + ": checkpoint incomplete (" +
+                        std::to_string(done) + " of " + std::to_string(log) +
+                        " WAL frames; another process has the database open?)");
+  return Status::OK();
+}
+
+Result<uint64_t> MetaStore::WriteSnapshot(const std::string& out) const {
+  // A second, read-only connection sees the last committed state as one consistent snapshot
+  // (WAL), while this one goes on applying: the copy holds no lock the owner needs.
+  sqlite3* src = nullptr;
+  auto close = [](sqlite3* d) { sqlite3_close_v2(d); };
+  if (sqlite3_open_v2(path_.c_str(), &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    std::string m = src ? sqlite3_errmsg(src) : "out of memory";
+    close(src);
+    return Status::IOError("snapshot of " + path_ + ": " + m);
+  }
+  std::unique_ptr<sqlite3, decltype(close)> guard(src, close);
+  sqlite3_stmt* q = nullptr;
+  int rc = sqlite3_prepare_v2(src, "VACUUM INTO ?", -1, &q, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, out.c_str(), -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(q);
+  }
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE)
+    return Status::IOError("snapshot of " + path_ + " into " + out + ": " + sqlite3_errmsg(src));
+  // The LSN it covers, read from the copy itself.
+  sqlite3* copy = nullptr;
+  uint64_t lsn = 0;
+  rc = sqlite3_open_v2(out.c_str(), &copy, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, decltype(close)> copy_guard(copy, close);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(copy, "SELECT value FROM meta WHERE key = 'applied_lsn'", -1, &q,
+                            nullptr);
+  if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+    lsn = static_cast<uint64_t>(sqlite3_column_int64(q, 0));
+  else
+    rc = SQLITE_ERROR;
+  sqlite3_finalize(q);
+  if (rc != SQLITE_OK) return Status::Corruption("snapshot " + out + ": no applied LSN in it");
+  return lsn;
 }
 
 Status MetaStore::Apply(const Op& op, uint64_t lsn) {

@@ -82,8 +82,14 @@ class MetaStore {
   Status Commit();
   // Drops the uncommitted transaction (used when the journal failed).
   void Rollback();
-  // Folds the WAL into the database file (at unmount), so the next open reads one file.
+  // Commits, then folds the WAL into the database file and syncs it: afterwards the database
+  // file alone is durable up to applied_lsn(). Busy if another connection kept part of the
+  // WAL from being folded in.
   Status Checkpoint();
+  // Writes a consistent copy of the last committed state to `out` (a new file, not synced:
+  // the caller syncs it) through a separate read-only connection, and returns the applied LSN
+  // the copy holds. A copy plus the journal after its LSN rebuild the database.
+  Result<uint64_t> WriteSnapshot(const std::string& out) const;
   uint64_t applied_lsn() const { return applied_lsn_; }
   uint64_t next_ino() const { return next_ino_; }
   // The id the next placement segment gets (>= journal::kFirstPlacementSegment).
