@@ -122,7 +122,12 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
     bool overdue = false;
     for (const auto& in : fetches_[c.segment]) {
       if (in->begin > need_begin || need_end > in->end) continue;
-      if (plan->started < in->started + timeout)
+      bool done;
+      {
+        std::lock_guard<std::mutex> fl(in->mu);  // fetch_mu_ then a fetch's mu, never reversed
+        done = in->done;
+      }
+      if (done || plan->started < in->started + timeout)
         f = in;
       else if (plan->started < in->started + 2 * timeout)
         overdue = true;
@@ -139,22 +144,22 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
     auto job = [this, tier, f, segment = c.segment, ino] {
       std::string bytes;
       Status s = tier->Get(SegmentKey(segment), f->begin, f->end - f->begin, &bytes);
-      if (s.ok()) {
-        // Keep every record of the range on the hot tier for the reads that follow.
-        for (const auto& [begin, end] : f->records)
-          read_cache_->Put(segment, begin,
-                           std::string_view(bytes).substr(begin - f->begin, end - begin));
-      } else {
+      if (!s.ok())
         log::Error("filesystem {}: read of inode {} from {}: {}", sb_.name, ino, tier->name(),
                    s.ToString());
-      }
       {
         std::lock_guard<std::mutex> l(f->mu);
         f->status = s;
         f->bytes = std::move(bytes);
-        f->done = true;
+        f->done = true;  // from here on f->bytes is only read
       }
-      f->cv.notify_all();
+      f->cv.notify_all();  // the readers go on while the cache is written
+      // Keep every record of the range on the hot tier for the reads that follow. The fetch
+      // stays listed until then, so a reader arriving meanwhile takes its bytes, not a GET.
+      if (s.ok())
+        for (const auto& [begin, end] : f->records)
+          read_cache_->Put(segment, begin,
+                           std::string_view(f->bytes).substr(begin - f->begin, end - begin));
       std::lock_guard<std::mutex> l(fetch_mu_);
       auto& v = fetches_[segment];
       v.erase(std::remove(v.begin(), v.end(), f), v.end());
