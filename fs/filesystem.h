@@ -398,7 +398,8 @@ class Filesystem {
   std::deque<RecallCandidate> recalls_;
   std::unordered_set<uint64_t> recalls_queued_;  // the inos in recalls_
   std::condition_variable recall_cv_;
-  std::atomic<bool> recall_running_{false};  // read by readers without tiering_mu_
+  std::atomic<bool> recall_running_{false};    // read by readers without tiering_mu_
+  std::atomic<bool> stopping_tiering_{false};  // set at Shutdown: passes stop, none start
   std::thread recaller_;
 
   std::mutex committer_mu_;

@@ -142,6 +142,7 @@ Result<std::shared_ptr<const tiering::Policy>> Filesystem::CurrentPolicy(bool re
 Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
   if (read_only_ && !options.dry_run) return Status::Posix(EROFS, "read-only filesystem");
   std::lock_guard<std::mutex> pass(migrate_mu_);
+  if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
   {
     std::lock_guard<std::mutex> l(tiering_mu_);
     status_.pass_running = true;
@@ -241,6 +242,11 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
         if (entries.empty()) break;
       }
       for (auto& it : items) {
+        // Unmounting, or the caller gave up: stop at this file (what moved stays moved).
+        if (stopping_tiering_.load() || (o.cancel != nullptr && o.cancel->load())) {
+          stop = true;
+          break;
+        }
         std::string name;
         Status s = keys_->names().Decrypt(d.ino, it.e.name, &name);
         if (!s.ok()) {
@@ -295,10 +301,6 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
           progress.bytes_moved += b->moved_bytes;
         }
         tick("uploading", false);
-        if (o.cancel != nullptr && o.cancel->load()) {
-          stop = true;
-          break;
-        }
       }
       if (stop) break;
     }
@@ -415,6 +417,7 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
   if (tier != kHot && !tiers_.count(tier))
     return Status::InvalidArgument("no tier named '" + tier + "'");
   std::lock_guard<std::mutex> pass(migrate_mu_);
+  if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
   Builders builders;
   Status s = MoveChunksOf(ino, tier, nullptr, &builders);
   for (auto& [t, b] : builders) {
@@ -789,6 +792,7 @@ TieringStatus Filesystem::GetTieringStatus() {
   for (const auto& t : config_.tiers) usage[t.name] = TierUsage{t.name, t.kind, 0, 0, 0};
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (meta_ == nullptr) return st;  // unmounted meanwhile (a late status request)
     auto rows = meta_->ListSegments();
     if (rows.ok()) {
       for (const auto& r : *rows) {
@@ -824,6 +828,7 @@ void Filesystem::StartTiering() {
 }
 
 void Filesystem::StopTiering() {
+  stopping_tiering_ = true;  // a pass in flight stops at its next file
   {
     std::lock_guard<std::mutex> l(tiering_mu_);
     tiering_stop_ = true;
@@ -833,21 +838,21 @@ void Filesystem::StopTiering() {
   recall_cv_.notify_all();
   if (tierer_.joinable()) tierer_.join();
   if (recaller_.joinable()) recaller_.join();
+  // A pass started by `strata migrate` through the control socket runs on its own thread:
+  // wait for it to wind down before the caller closes the journal and the database.
+  { std::lock_guard<std::mutex> pass(migrate_mu_); }
   cold_readers_.reset();
   fetchers_.reset();
 }
 
 void Filesystem::TieringLoop() {
-  std::atomic<bool> cancel{false};
   int64_t wait_ms = config_.policy_interval_ms;
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
     tiering_cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [&] { return tiering_stop_; });
     if (tiering_stop_) return;
     l.unlock();
-    MigrateOptions o;
-    o.cancel = &cancel;
-    auto r = Migrate(o);
+    auto r = Migrate(MigrateOptions{});
     // A tier that is down pauses migration; retry sooner than the schedule so it resumes by
     // itself when the tier returns.
     bool retry = !r.ok() || !r->errors.empty();

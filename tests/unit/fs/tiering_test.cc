@@ -364,6 +364,41 @@ to = "archive"
   EXPECT_EQ(MustMigrate(dry).rules[0].files, 0u);
 }
 
+// Unmounting while `strata migrate` runs a pass through the daemon: Shutdown stops the pass
+// at its next file and waits for it before closing the journal and the database.
+TEST_F(TieringTest, ShutdownStopsAPassInFlightAndWaitsForIt) {
+  int64_t old = Env::Default()->NowNanos() - 200 * kDay;
+  uint64_t studies = Mkdir(kRootIno, "studies");
+  std::vector<std::pair<uint64_t, std::string>> files;
+  for (int i = 0; i < 200; i++) {
+    std::string d = Random(3000, static_cast<uint32_t>(600 + i));
+    files.emplace_back(CreateFile(studies, "f" + std::to_string(i), d, old), d);
+  }
+  std::atomic<bool> started{false}, shutting_down{false}, pass_returned{false};
+  Result<MigrateReport> report = Status::Aborted("not run");
+  MigrateOptions o;
+  o.progress = [&](const MigrateProgress&) {
+    started = true;
+    while (!shutting_down.load()) std::this_thread::yield();  // hold the pass until then
+  };
+  std::thread pass([&] {
+    report = fs_->Migrate(o);
+    pass_returned = true;
+  });
+  while (!started.load()) std::this_thread::yield();
+  shutting_down = true;
+  Status s = fs_->Shutdown();
+  EXPECT_TRUE(pass_returned.load()) << "Shutdown returned while the pass was still running";
+  pass.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(fs_->Migrate({}).status().code(), Status::Code::kAborted);  // none after Shutdown
+  Reopen();
+  for (const auto& [ino, d] : files) EXPECT_EQ(*ReadAll(ino), d);
+  MigrateReport rest = MustMigrate();
+  EXPECT_EQ(rest.files_moved + report->files_moved, 200u);
+}
+
 TEST_F(TieringTest, ReadsKeepAtimeRelatime) {
   uint64_t ino = CreateFile(kRootIno, "f", "contents");
   Attr before = *fs_->GetAttr(ino);
