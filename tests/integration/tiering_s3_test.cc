@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "tests/integration/mount_fixture.h"
+#include "tests/util/s3_test_server.h"
 #include "tiering/s3_tier.h"
 
 namespace strata::it {
@@ -52,47 +53,8 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// The KEY=VALUE lines of a file written by scripts/s3-server.sh.
-std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
-  std::map<std::string, std::string> vars;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t eq = line.find('=');
-    if (eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return vars;
-}
-
-// The test server, as `scripts/s3-server.sh start DIR` described it in DIR/env.
-struct S3Server {
-  std::map<std::string, std::string> vars;
-  std::string why_not;  // empty when the server is there
-
-  std::string operator[](const std::string& name) const {
-    auto it = vars.find(name);
-    return it == vars.end() ? std::string() : it->second;
-  }
-};
-
-const S3Server& Server() {
-  static const S3Server server = [] {
-    S3Server s;
-    const char* path = std::getenv("STRATA_S3_ENV");
-    if (path == nullptr || *path == '\0') {
-      s.why_not =
-          "no S3 test server: STRATA_S3_ENV is not set (run these tests through ctest, whose S3 "
-          "fixture starts one: ctest -L s3)";
-    } else if (s.vars = ReadEnvFile(path); s["STRATA_S3_ENDPOINT"].empty()) {
-      s.why_not = std::string("no S3 test server: ") + path +
-                  " is missing or incomplete (did the s3_server_start fixture fail?)";
-    } else if (s["STRATA_S3_SERVER_SCRIPT"].empty() || s["STRATA_S3_DIR"].empty()) {
-      s.why_not = std::string("no S3 test server: ") + path + " is from an older s3-server.sh";
-    }
-    return s;
-  }();
-  return server;
-}
+// The test server (tests/util/s3_test_server.h).
+const test::S3TestServer& Server() { return test::S3Server(); }
 
 // 16-bit little-endian samples, smooth like CT pixel data (compressible, not trivially).
 std::string CtLike(size_t n, uint32_t seed) {
@@ -216,7 +178,7 @@ class TieringS3It : public MountFixture {
       ASSERT_TRUE(RgwScript("start-rgw"));
       rgw_running_ = true;
       endpoint_ =
-          ReadEnvFile(Server()["STRATA_S3_DIR"] + "/" + rgw_ + ".env")["STRATA_S3_ENDPOINT"];
+          test::ReadEnvFile(Server()["STRATA_S3_DIR"] + "/" + rgw_ + ".env")["STRATA_S3_ENDPOINT"];
       ASSERT_FALSE(endpoint_.empty()) << "start-rgw " << rgw_ << " wrote no endpoint";
     }
 

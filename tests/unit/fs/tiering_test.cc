@@ -113,6 +113,26 @@ class TieringTest : public ::testing::Test {
     new_ = CreateFile(studies, "new", Random(20000, 3));
     c_ = CreateFile(other, "c", c_data_ = Random(40000, 4), old);
   }
+  // Closes the filesystem, then runs a pass in a forked child with STRATA_KILL_AT=point and
+  // asserts that the child died by SIGKILL there (kill -9 at that step).
+  void MigrateKilledAt(const char* point) {
+    fs_.reset();
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::setenv("STRATA_KILL_AT", point, 1);
+      OpenOptions o;
+      o.background_tiering = false;
+      auto f = Filesystem::Open(config_, Env::Default(), o);
+      if (!f.ok()) ::_exit(3);
+      (void)(*f)->Migrate({});
+      ::_exit(4);  // the kill point was not reached
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+    ASSERT_EQ(WTERMSIG(status), SIGKILL);
+  }
   MigrateReport MustMigrate(MigrateOptions o = {}) {
     auto r = fs_->Migrate(o);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -701,22 +721,7 @@ class TieringCrashTest : public TieringTest, public ::testing::WithParamInterfac
 
 TEST_P(TieringCrashTest, KillAtStepThenRecover) {
   Populate();
-  fs_.reset();
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::setenv("STRATA_KILL_AT", GetParam(), 1);
-    OpenOptions o;
-    o.background_tiering = false;
-    auto f = Filesystem::Open(config_, Env::Default(), o);
-    if (!f.ok()) ::_exit(3);
-    (void)(*f)->Migrate({});
-    ::_exit(4);  // the kill point was not reached
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
-  ASSERT_EQ(WTERMSIG(status), SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(MigrateKilledAt(GetParam()));
   Reopen();
   EXPECT_EQ(*ReadAll(a_), a_data_);
   EXPECT_EQ(*ReadAll(b_), b_data_);
@@ -745,21 +750,7 @@ TEST_P(ReclaimCrashTest, KillWhileFreeingJournalSegments) {
     files.emplace_back(CreateFile(studies, "f" + std::to_string(i), d, old), d);
   }
   uint64_t hot = CreateFile(kRootIno, "hot", "stays hot");
-  fs_.reset();
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::setenv("STRATA_KILL_AT", GetParam(), 1);
-    OpenOptions o;
-    o.background_tiering = false;
-    auto f = Filesystem::Open(config_, Env::Default(), o);
-    if (!f.ok()) ::_exit(3);
-    (void)(*f)->Migrate({});
-    ::_exit(4);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  ASSERT_NO_FATAL_FAILURE(MigrateKilledAt(GetParam()));
   Reopen();
   for (const auto& [ino, d] : files) EXPECT_EQ(*ReadAll(ino), d);
   EXPECT_EQ(*ReadAll(hot), "stays hot");

@@ -30,6 +30,7 @@
 
 #include "base/env.h"
 #include "tests/unit/tiering/tier_suite.h"
+#include "tests/util/s3_test_server.h"
 
 namespace strata::tiering {
 namespace {
@@ -46,51 +47,14 @@ double SecondsSince(Clock::time_point start) {
 #define EXPECT_LACKS(haystack, needle) \
   EXPECT_EQ(std::string(haystack).find(needle), std::string::npos) << (haystack)
 
-// The KEY=VALUE lines of a file written by scripts/s3-server.sh.
-std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
-  std::map<std::string, std::string> vars;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t eq = line.find('=');
-    if (eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return vars;
-}
-
-// The test server, as `scripts/s3-server.sh start DIR` described it in DIR/env.
-struct TestServer {
-  std::map<std::string, std::string> vars;
-  std::string why_not;  // empty when the server is there
-
-  std::string operator[](const std::string& name) const {
-    auto it = vars.find(name);
-    return it == vars.end() ? std::string() : it->second;
-  }
-};
-
-const TestServer& Server() {
-  static const TestServer server = [] {
-    TestServer s;
-    const char* path = std::getenv("STRATA_S3_ENV");
-    if (path == nullptr || *path == '\0') {
-      s.why_not =
-          "no S3 test server: STRATA_S3_ENV is not set (run these tests through ctest, "
-          "whose S3 fixture starts one: ctest -L s3)";
-    } else if (s.vars = ReadEnvFile(path); s["STRATA_S3_ENDPOINT"].empty()) {
-      s.why_not = std::string("no S3 test server: ") + path +
-                  " is missing or incomplete (did the s3_server_start fixture fail?)";
-    }
-    return s;
-  }();
-  return server;
-}
+// The test server (tests/util/s3_test_server.h).
+const strata::test::S3TestServer& Server() { return strata::test::S3Server(); }
 
 #define REQUIRE_SERVER() \
   if (!Server().why_not.empty()) GTEST_SKIP() << Server().why_not
 
 S3Options ServerOptions(const std::string& prefix) {
-  const TestServer& s = Server();
+  const strata::test::S3TestServer& s = Server();
   S3Options o;
   o.name = "archive-s3";
   o.endpoint = s["STRATA_S3_ENDPOINT"];
@@ -553,7 +517,7 @@ class S3RestartTest : public S3TierTest {
     return std::system(("bash '" + script_ + "' " + cmd + " '" + dir_ + "' " + rgw_).c_str());
   }
   std::string Endpoint() const {
-    return ReadEnvFile(dir_ + "/" + rgw_ + ".env")["STRATA_S3_ENDPOINT"];
+    return strata::test::ReadEnvFile(dir_ + "/" + rgw_ + ".env")["STRATA_S3_ENDPOINT"];
   }
 
   std::string script_, dir_, rgw_;
