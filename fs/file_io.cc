@@ -273,8 +273,10 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   };
   std::vector<Part> stored;
   size_t n;
+  bool first = false;  // the first read since the open: AfterRead sees to atime
   {
     std::lock_guard<std::mutex> fl(f->mu);
+    first = !f->accessed;
     uint64_t fsize = f->size;
     if (offset >= fsize) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(size, fsize - offset));
@@ -300,7 +302,8 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   for (const Part& p : stored)
     RETURN_IF_ERROR(
         ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
-  if (!read_only_) AfterRead(ino, f.get(), cold);
+  // Most reads are neither: they take no further lock.
+  if (!read_only_ && (first || cold)) AfterRead(ino, f.get(), cold);
   return n;
 }
 
@@ -308,7 +311,7 @@ void Filesystem::AfterRead(uint64_t ino, OpenInode* f, bool cold) {
   bool first;
   {
     std::lock_guard<std::mutex> fl(f->mu);
-    first = !f->accessed;
+    first = !f->accessed;  // decided here: concurrent first reads update atime once
     f->accessed = true;
     // One recall candidate per open, not one per FUSE read of a large cold file.
     cold = cold && !f->cold_seen;
