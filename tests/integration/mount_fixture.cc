@@ -9,12 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -254,6 +256,18 @@ bool ReadWholeFile(const std::string& path, std::string* out) {
   }
   close(fd);
   return true;
+}
+
+std::string CtLike(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  int v = 1000;
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    v = std::clamp(v + static_cast<int>(rng() % 21) - 10, 0, 4095);
+    s[i] = static_cast<char>(v & 0xff);
+    s[i + 1] = static_cast<char>(v >> 8);
+  }
+  return s;
 }
 
 bool WriteWholeFile(const std::string& path, std::string_view data, mode_t mode) {

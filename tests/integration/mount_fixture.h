@@ -65,6 +65,9 @@ bool WaitForExit(pid_t pid, int* status, std::chrono::milliseconds timeout);
 // Whole-file helpers on the host filesystem. They return false / empty on error.
 bool ReadWholeFile(const std::string& path, std::string* out);
 bool WriteWholeFile(const std::string& path, std::string_view data, mode_t mode);
+// n bytes of 16-bit little-endian samples, smooth like CT pixel data (zstd shrinks them ~4x);
+// the same seed gives the same bytes.
+std::string CtLike(size_t n, uint32_t seed);
 std::string Tail(const std::string& text, size_t max_bytes);
 
 // Removes a directory tree without crossing into other mounts. Returns false on error.

@@ -56,19 +56,6 @@ double SecondsSince(Clock::time_point start) {
 // The test server (tests/util/s3_test_server.h).
 const test::S3TestServer& Server() { return test::S3Server(); }
 
-// 16-bit little-endian samples, smooth like CT pixel data (compressible, not trivially).
-std::string CtLike(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  int v = 1000;
-  for (size_t i = 0; i + 1 < n; i += 2) {
-    v = std::clamp(v + static_cast<int>(rng() % 21) - 10, 0, 4095);
-    s[i] = static_cast<char>(v & 0xff);
-    s[i + 1] = static_cast<char>(v >> 8);
-  }
-  return s;
-}
-
 // Letters, digits, '.', '-' and '_' only (for key prefixes and radosgw names).
 std::string Sanitize(std::string s) {
   for (char& c : s)

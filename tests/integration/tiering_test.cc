@@ -33,18 +33,6 @@ class TieringIt : public MountFixture {
     WriteConfig();
     ASSERT_NO_FATAL_FAILURE(Mount());
   }
-  // 16-bit little-endian samples, smooth like CT pixel data.
-  static std::string CtLike(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    int v = 1000;
-    for (size_t i = 0; i + 1 < n; i += 2) {
-      v = std::clamp(v + static_cast<int>(rng() % 21) - 10, 0, 4095);
-      s[i] = static_cast<char>(v & 0xff);
-      s[i + 1] = static_cast<char>(v >> 8);
-    }
-    return s;
-  }
   void WriteOld(const std::string& rel, const std::string& data) {
     std::string p = mnt() + "/" + rel;
     sfs::create_directories(sfs::path(p).parent_path());
