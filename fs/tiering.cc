@@ -1,6 +1,7 @@
 // The tiering engine: tiers, placement segments, migration passes and the background loop.
 // The protocol and its crash guarantees are in fs/tiering.h and docs/tiering.md; reads of
-// cold data are in fs/cold_read.cc, the reports in fs/tiering_report.cc.
+// cold data are in fs/cold_read.cc, freeing space in fs/reclaim.cc, the reports in
+// fs/tiering_report.cc.
 #include "fs/tiering.h"
 
 #include <fmt/format.h>
