@@ -23,8 +23,6 @@ namespace {
 
 // Past this a file offset is EFBIG: 2^44 chunks is more than any tier will hold.
 constexpr uint64_t kMaxFileSize = uint64_t{1} << 56;
-// Per-file cap on buffered chunks before they are written out.
-constexpr size_t kMaxDirtyChunksPerFile = 64;
 // Per-file cap on chunks waiting for or in the sealing pool.
 constexpr int kMaxSealingPerFile = 16;
 // relatime's period: a read moves an atime at least this old.
@@ -393,19 +391,19 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (offset + data.size() > f->size) f->size = offset + data.size();
   f->mtime = Now();
   for (uint64_t idx : full) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
-  // Over a limit: hand the oldest dirty chunks to the sealers (without waiting for them)
-  // until back under half of it, so a random writer sees no long stall.
-  auto over = [&] {
-    return f->dirty.size() > kMaxDirtyChunksPerFile / 2 ||
-           dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes / 2);
-  };
-  if (f->dirty.size() > kMaxDirtyChunksPerFile ||
-      dirty_bytes_.load() > static_cast<int64_t>(config_.dirty_limit_bytes)) {
-    while (!f->dirty.empty() && over()) {
-      auto oldest = std::min_element(f->dirty.begin(), f->dirty.end(), [](auto& a, auto& b) {
-        return a.second.since < b.second.since;
-      });
-      RETURN_IF_ERROR(SubmitChunk(ino, f, fl, oldest->first));
+  // Over the dirty limit (all files): hand this file's oldest dirty chunks to the sealers
+  // (without waiting for them) until back under half of it, so a random writer sees no long
+  // stall. Under it, a chunk stays buffered until it is full, flushed, or older than the
+  // commit interval: random writes to a file then cost one seal per chunk, not one per write.
+  const auto limit = static_cast<int64_t>(config_.dirty_limit_bytes);
+  if (dirty_bytes_.load() > limit) {
+    std::vector<std::pair<int64_t, uint64_t>> by_age;  // (since, index)
+    by_age.reserve(f->dirty.size());
+    for (const auto& [idx, c] : f->dirty) by_age.emplace_back(c.since, idx);
+    std::sort(by_age.begin(), by_age.end());
+    for (const auto& [since, idx] : by_age) {
+      if (dirty_bytes_.load() <= limit / 2) break;
+      RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
     }
   }
   return data.size();

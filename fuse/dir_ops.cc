@@ -35,8 +35,8 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
           p.ino = a->ino;
           p.generation = a->generation;
           FillStat(*a, &p.attr);
-          p.attr_timeout = 1.0;
-          p.entry_timeout = 1.0;
+          p.attr_timeout = kAttrTimeout;
+          p.entry_timeout = kEntryTimeout;
         }
         n = fuse_add_direntry_plus(req, buf.data() + used, room, e.name.c_str(), &p,
                                    static_cast<off_t>(e.next_offset));

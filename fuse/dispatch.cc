@@ -2,9 +2,6 @@
 
 namespace strata::fuse {
 namespace {
-// The filesystem is changed only through this mount, so the kernel may cache for a while.
-constexpr double kTimeout = 1.0;
-
 timespec ToTs(int64_t ns) {
   timespec t;
   t.tv_sec = ns / 1000000000;
@@ -50,8 +47,15 @@ void Request::Entry(const fs::Attr& a) {
   e.ino = a.ino;
   e.generation = a.generation;
   FillStat(a, &e.attr);
-  e.attr_timeout = kTimeout;
-  e.entry_timeout = kTimeout;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kEntryTimeout;
+  replied_ = true;
+  fuse_reply_entry(req_, &e);
+}
+
+void Request::NoEntry() {
+  fuse_entry_param e{};  // ino 0: a negative entry
+  e.entry_timeout = kEntryTimeout;
   replied_ = true;
   fuse_reply_entry(req_, &e);
 }
@@ -60,7 +64,7 @@ void Request::Attr(const fs::Attr& a) {
   struct stat st;
   FillStat(a, &st);
   replied_ = true;
-  fuse_reply_attr(req_, &st, kTimeout);
+  fuse_reply_attr(req_, &st, kAttrTimeout);
 }
 
 void Request::Create(const fs::Attr& a, fuse_file_info* fi) {
@@ -68,8 +72,8 @@ void Request::Create(const fs::Attr& a, fuse_file_info* fi) {
   e.ino = a.ino;
   e.generation = a.generation;
   FillStat(a, &e.attr);
-  e.attr_timeout = kTimeout;
-  e.entry_timeout = kTimeout;
+  e.attr_timeout = kAttrTimeout;
+  e.entry_timeout = kEntryTimeout;
   replied_ = true;
   fuse_reply_create(req_, &e, fi);
 }

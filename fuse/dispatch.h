@@ -14,6 +14,15 @@
 
 namespace strata::fuse {
 
+// How long the kernel may trust what it was told. Only this mount changes the namespace (the
+// filesystem is locked to one daemon, and every create, link, rename and unlink comes through
+// the kernel, which updates its dentries itself), so names, and the absence of a name, are
+// cached for an hour: a rename or unlink of a file looked up more than a second ago needs no
+// LOOKUP first. Attributes are also changed by the daemon alone (atime on read, st_blocks
+// once buffered data is sealed), so they expire after a second.
+inline constexpr double kEntryTimeout = 3600.0;
+inline constexpr double kAttrTimeout = 1.0;
+
 class Request {
  public:
   Request(fuse_req_t req, const char* op, fuse_ino_t ino) : req_(req), op_(op), ino_(ino) {}
@@ -37,6 +46,8 @@ class Request {
     fuse_reply_none(req_);
   }
   void Entry(const fs::Attr& a);
+  // "No such entry", cached by the kernel like a positive one (see kEntryTimeout).
+  void NoEntry();
   void Attr(const fs::Attr& a);
   void Create(const fs::Attr& a, fuse_file_info* fi);
   void Open(fuse_file_info* fi) {

@@ -7,6 +7,7 @@ namespace {
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Dispatch(req, "lookup", parent, [&](Request& r) {
     auto a = r.fs()->Lookup(parent, name);
+    if (!a.ok() && a.status().ToErrno() == ENOENT) return r.NoEntry();
     if (!a.ok()) return r.Error(a.status());
     r.Entry(*a);
   });

@@ -529,6 +529,38 @@ TEST_F(PosixCompareTest, RenameFiles) {
   });
 }
 
+// The kernel caches names and the absence of names for long (fuse/dispatch.h): every way a
+// name comes or goes through the mount must still show at once.
+TEST_F(PosixCompareTest, NamesLookedUpWhileMissing) {
+  RunBoth("neg", [](Sys& s) {
+    for (const char* n : {"f", "d", "l", "h", "r", "p"}) s.Stat(n);  // all ENOENT, now cached
+    s.WriteFile("f", "F");
+    s.Stat("f");
+    s.Mkdir("d");
+    s.Stat("d");
+    s.Symlink("f", "l");
+    s.Stat("l");
+    s.Link("f", "h");
+    s.Stat("h");
+    s.WriteFile("x", "X");
+    s.Rename("x", "r");
+    s.Stat("r");
+    s.Stat("x");
+    s.Mknod("p", S_IFIFO | 0644);
+    s.Stat("p");
+    s.Unlink("f");
+    s.Stat("f");
+    s.ReadFile("h");
+    s.Rename("r", "f");
+    s.ReadFile("f");
+    s.Rmdir("d");
+    s.Stat("d");
+    s.Mkdir("d");
+    s.Stat("d");
+    s.ReadDir("");
+  });
+}
+
 TEST_F(PosixCompareTest, RenameDirectories) {
   RunBoth("w", [](Sys& s) {
     s.Mkdir("a");

@@ -112,6 +112,49 @@ TEST_F(FilesystemTest, SixteenBitImageDataRoundTripsThroughBytePlanes) {
   EXPECT_LT(fs_->GetAttr(ino)->blocks * 512, data.size() / 2);
 }
 
+uint64_t JournalBytes(const std::string& hot) {
+  uint64_t n = 0;
+  for (const auto& e : sfs::directory_iterator(hot + "/journal"))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
+// Small writes scattered over many chunks of a file (a 4 KiB random writer) are buffered up
+// to the dirty limit: fsync journals each touched chunk once, not once per write. With a
+// dirty limit of a few chunks the same writes still read back exactly.
+TEST_F(FilesystemTest, ScatteredWritesAreBufferedUpToTheDirtyLimit) {
+  for (uint64_t limit : {uint64_t{256} << 20, uint64_t{4} * config_.chunk_size}) {
+    SCOPED_TRACE(limit);
+    config_.dirty_limit_bytes = limit;
+    Reopen();
+    const std::string name = "scattered-" + std::to_string(limit);
+    const size_t chunks = 200, cs = config_.chunk_size;
+    std::string model = Random(chunks * cs, 11);
+    uint64_t ino = CreateFile(name, model);
+    const uint64_t before = JournalBytes(root_ + "/hot");
+    auto fh = fs_->Open(ino, O_RDWR);
+    ASSERT_TRUE(fh.ok());
+    std::mt19937 rng(12);
+    for (int round = 0; round < 5; round++) {
+      for (size_t c = 0; c < chunks; c++) {
+        size_t at = c * cs + rng() % (cs - 512);
+        std::string bytes = Random(512, static_cast<uint32_t>(rng()));
+        model.replace(at, bytes.size(), bytes);
+        ASSERT_TRUE(fs_->Write(ino, *fh, at, bytes).ok());
+      }
+    }
+    ASSERT_TRUE(fs_->Fsync(ino, false).ok());
+    const uint64_t journaled = JournalBytes(root_ + "/hot") - before;
+    if (limit > chunks * cs) {
+      EXPECT_LT(journaled, chunks * cs * 3 / 2) << "more than one record per touched chunk";
+    }
+    ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+    EXPECT_EQ(ReadAll(ino), model);
+    Reopen();
+    EXPECT_EQ(ReadAll(ino), model);
+  }
+}
+
 TEST_F(FilesystemTest, MtimeSetWhileOpenSurvivesClose) {
   // cp -p: write, futimens(old time), close. Buffered data must not bring the write time back.
   auto c = fs_->Create(kRootIno, "copy", 0644, O_RDWR, Caller{});
