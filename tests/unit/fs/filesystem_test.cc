@@ -96,7 +96,8 @@ TEST_F(FilesystemTest, WriteReadBackAfterReopen) {
 
 TEST_F(FilesystemTest, SixteenBitImageDataRoundTripsThroughBytePlanes) {
   // Smooth 16-bit samples with a little noise, odd total length: chunks are stored as two byte
-  // planes, compressed, and must read back exactly.
+  // planes, compressed (the noisy plane at a fast setting up to level 2, at the configured
+  // level above), and must read back exactly.
   std::mt19937 rng(9);
   std::string data;
   for (int i = 0; i < 40001; i++) {
@@ -105,11 +106,16 @@ TEST_F(FilesystemTest, SixteenBitImageDataRoundTripsThroughBytePlanes) {
     data.push_back(static_cast<char>(v >> 8));
   }
   data.pop_back();
-  uint64_t ino = CreateFile("ct.dcm", data);
-  EXPECT_EQ(ReadAll(ino), data);
-  Reopen();
-  EXPECT_EQ(ReadAll(ino), data);
-  EXPECT_LT(fs_->GetAttr(ino)->blocks * 512, data.size() / 2);
+  for (int level : {1, 5}) {
+    SCOPED_TRACE(level);
+    config_.compression_level = level;
+    Reopen();
+    uint64_t ino = CreateFile("ct-" + std::to_string(level) + ".dcm", data);
+    EXPECT_EQ(ReadAll(ino), data);
+    Reopen();
+    EXPECT_EQ(ReadAll(ino), data);
+    EXPECT_LT(fs_->GetAttr(ino)->blocks * 512, data.size() / 2);
+  }
 }
 
 uint64_t JournalBytes(const std::string& hot) {
