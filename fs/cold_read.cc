@@ -39,8 +39,7 @@ struct Filesystem::Fetch {
   std::condition_variable cv;
   bool done = false;
   Status status;
-  std::vector<std::pair<uint64_t, uint64_t>> records;  // [begin, end) of each record in it
-  std::string bytes;                                   // [begin, end) of the segment
+  std::string bytes;  // [begin, end) of the segment
 };
 
 // --- reads ---------------------------------------------------------------------------------
@@ -67,7 +66,7 @@ Status Filesystem::ReadChunkPayload(uint64_t ino, const meta::ChunkRow& c, bool 
     if (!s.ok()) log::Alert("filesystem {}: {}: {}", sb_.name, where, s.message());
     return s.WithContext(where);
   }
-  if (auto hit = read_cache_->Get(c.segment, c.offset)) {
+  if (auto hit = read_cache_->Get(c.segment, c.offset, RecordEnd(c) - c.offset)) {
     if (journal::ParseRecord(*hit, loc, payload).ok()) return Status::OK();
     read_cache_->Drop(c.segment, c.offset);  // damaged on the hot tier: fetch it again
   }
@@ -99,7 +98,6 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
   plan->started = std::chrono::steady_clock::now();
   plan->begin = need_begin;
   plan->end = need_end;
-  plan->records.emplace_back(c.offset, need_end);
   {
     std::lock_guard<std::mutex> l(mu_);
     auto chunks = meta_->ListChunks(ino);
@@ -108,7 +106,6 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
         if (r.index <= c.index || r.segment != c.segment) continue;
         if (r.offset != plan->end || RecordEnd(r) - plan->begin > kPrefetchBytes) break;
         plan->end = RecordEnd(r);
-        plan->records.emplace_back(r.offset, plan->end);
       }
     }
   }
@@ -154,12 +151,9 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
         f->done = true;  // from here on f->bytes is only read
       }
       f->cv.notify_all();  // the readers go on while the cache is written
-      // Keep every record of the range on the hot tier for the reads that follow. The fetch
+      // Keep the range on the hot tier for the reads that follow (one cache file). The fetch
       // stays listed until then, so a reader arriving meanwhile takes its bytes, not a GET.
-      if (s.ok())
-        for (const auto& [begin, end] : f->records)
-          read_cache_->Put(segment, begin,
-                           std::string_view(f->bytes).substr(begin - f->begin, end - begin));
+      if (s.ok()) read_cache_->Put(segment, f->begin, f->bytes);
       std::lock_guard<std::mutex> l(fetch_mu_);
       auto& v = fetches_[segment];
       v.erase(std::remove(v.begin(), v.end(), f), v.end());

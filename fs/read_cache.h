@@ -1,8 +1,9 @@
-// ReadCache: records fetched from cold tiers, kept on the hot tier so a second read of a cold
-// file does not wait on the tier. Entries are the sealed record bytes exactly as stored on the
-// tier (never plaintext: promise 1), one file per record under <hot>/cache/, named by segment
-// id and offset. Bounded by bytes with LRU eviction; the index is rebuilt from a directory
-// listing at open.
+// ReadCache: byte ranges fetched from cold tiers, kept on the hot tier so a second read of a
+// cold file does not wait on the tier. An entry is one fetched range of a segment (the records
+// of a file, usually), exactly the bytes stored on the tier (sealed records, never plaintext:
+// promise 1), one file per range under <hot>/cache/ named by segment id and start offset; a
+// record is read from the entry that covers it. Bounded by bytes with LRU eviction over
+// entries; the index is rebuilt from a directory listing at open.
 //
 // Nothing here is durable or authoritative: entries are not fsynced, and a damaged entry is
 // caught by the record checksum and AEAD tag, dropped, and fetched again from the tier.
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,8 +30,11 @@ class ReadCache {
   // Creates the directory and indexes what is already there (evicting down to capacity).
   Status Open();
 
-  std::optional<std::string> Get(uint64_t segment, uint64_t offset);
-  void Put(uint64_t segment, uint64_t offset, std::string_view record);
+  // The bytes [offset, offset + length) of the segment, if one entry holds them all.
+  std::optional<std::string> Get(uint64_t segment, uint64_t offset, uint64_t length);
+  // Keeps `bytes`, which start at `offset` of the segment (unless an entry already covers them).
+  void Put(uint64_t segment, uint64_t offset, std::string_view bytes);
+  // Forgets every entry holding the byte at `offset` (found damaged).
   void Drop(uint64_t segment, uint64_t offset);
 
   uint64_t bytes() const;
@@ -38,20 +43,18 @@ class ReadCache {
 
  private:
   struct Key {
-    uint64_t segment, offset;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const {
-      return std::hash<uint64_t>()(k.segment * 31 ^ k.offset);
-    }
+    uint64_t segment, offset;  // the entry's first byte
   };
   struct Entry {
     uint64_t size;
     std::list<Key>::iterator lru;
   };
+  using Segment = std::map<uint64_t, Entry>;  // by first byte
   std::string PathOf(const Key& k) const;
-  // REQUIRES: mu_ held.
+  // REQUIRES: mu_ held. The entry holding [offset, offset + length), or null.
+  const Segment::value_type* CoveringLocked(uint64_t segment, uint64_t offset,
+                                            uint64_t length) const;
+  void AddLocked(const Key& k, uint64_t size);
   void EvictLocked();
   void EraseLocked(const Key& k);
 
@@ -59,8 +62,8 @@ class ReadCache {
   const std::string dir_;
   const uint64_t capacity_;
   mutable std::mutex mu_;
-  std::list<Key> lru_;  // front = most recent
-  std::unordered_map<Key, Entry, KeyHash> index_;
+  std::list<Key> lru_;                           // front = most recent
+  std::unordered_map<uint64_t, Segment> index_;  // by segment id
   uint64_t bytes_ = 0;
   std::atomic<uint64_t> hits_{0}, misses_{0};
 };

@@ -239,6 +239,10 @@ TEST_F(TieringTest, ReadCacheServesSecondRead) {
   uint64_t fetches = fs_->GetTieringStatus().cold_fetches;
   EXPECT_GE(fetches, 1u);
   EXPECT_GT(fs_->GetTieringStatus().read_cache_bytes, 0u);
+  size_t entries = 0;  // one cache file per fetched range, not one per record
+  for (const auto& e : sfs::directory_iterator(root_ + "/hot/cache"))
+    entries += e.is_regular_file();
+  EXPECT_EQ(entries, fetches);
   Reopen();  // decoded chunks are gone; the read cache on the hot tier stays
   sfs::rename(root_ + "/archive", root_ + "/archive.away");
   EXPECT_EQ(*ReadAll(a_), a_data_);  // served from the read cache without the tier
