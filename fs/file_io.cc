@@ -446,15 +446,13 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
   f->persisted_size = file_size;
   int64_t mtime = f->mtime;
   chunk.data.resize(len);
-  if (!sealers_) {
-    // Not started (tools and tests that never mount): seal on this thread.
-    return SealAndStore(ino, index, len, file_size, mtime, chunk.data);
-  }
   auto data = std::make_shared<const std::string>(std::move(chunk.data));
+  // Not started (tools and tests that never mount): seal on this thread.
+  if (!sealers_) return SealAndStore(ino, index, len, file_size, mtime, data);
   f->sealing[index] = data;
   f->inflight++;
   sealers_->Submit([this, ino, f, index, len, file_size, mtime, data] {
-    Status s = SealAndStore(ino, index, len, file_size, mtime, *data);
+    Status s = SealAndStore(ino, index, len, file_size, mtime, data);
     std::lock_guard<std::mutex> fl(f->mu);
     auto sit = f->sealing.find(index);
     if (sit != f->sealing.end() && sit->second == data) f->sealing.erase(sit);
@@ -466,7 +464,8 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
 }
 
 Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size,
-                                int64_t mtime, const std::string& data) {
+                                int64_t mtime, const std::shared_ptr<const std::string>& chunk) {
+  const std::string& data = *chunk;
   ChunkHeader h;
   h.ino = ino;
   h.index = index;
@@ -518,7 +517,7 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
     RETURN_IF_ERROR(journal_->Append(journal::RecordType::kData, payload, &lsn, &loc));
     RETURN_IF_ERROR(ApplyLocked(ChunkOp(h, loc), lsn));
   }
-  cache_->Put(ino, index, h.version, std::make_shared<const std::string>(data));
+  cache_->Put(ino, index, h.version, chunk);  // the buffer itself: no copy
   return Status::OK();
 }
 

@@ -276,7 +276,7 @@ class Filesystem {
   Status FlushOlderThan(int64_t deadline);
   // The sealing job: compress, seal, append, apply. Takes mu_.
   Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
-                      const std::string& data);
+                      const std::shared_ptr<const std::string>& chunk);
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
   // *cold (may be null) is set when the chunk is on a cold tier.
   Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
