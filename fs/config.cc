@@ -105,7 +105,7 @@ Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
                                      "' may contain only letters, digits, '-' and '_'");
   ASSIGN_OR_RETURN(c.kind, GetString(t, "kind", table, source, true));
   if (c.kind == "directory") {
-    RETURN_IF_ERROR(CheckKeys(t, {"kind", "path", "read_timeout"}, table, source));
+    RETURN_IF_ERROR(CheckKeys(t, {"kind", "path", "read_timeout", "readahead"}, table, source));
     ASSIGN_OR_RETURN(c.path, GetString(t, "path", table, source, true));
     if (c.path.front() != '/')
       return Status::InvalidArgument(Where(source, t.get("path")->source()) + ": [" + table +
@@ -114,7 +114,7 @@ Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
     RETURN_IF_ERROR(CheckKeys(t,
                               {"kind", "endpoint", "region", "bucket", "prefix", "storage_class",
                                "credentials_file", "profile", "ca_file", "verify_tls", "addressing",
-                               "connect_timeout", "request_timeout", "read_timeout"},
+                               "connect_timeout", "request_timeout", "read_timeout", "readahead"},
                               table, source));
     ASSIGN_OR_RETURN(c.endpoint, GetString(t, "endpoint", table, source, true));
     if (!c.endpoint.starts_with("http://") && !c.endpoint.starts_with("https://"))
@@ -150,6 +150,10 @@ Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
   }
   ASSIGN_OR_RETURN(c.read_timeout_ms,
                    GetDuration(t, "read_timeout", c.read_timeout_ms, table, source, 100, 3600000));
+  ASSIGN_OR_RETURN(c.readahead_bytes, GetSize(t, "readahead", c.readahead_bytes, table, source));
+  if (c.readahead_bytes > kMaxReadahead)
+    return Status::InvalidArgument(Where(source, t.get("readahead")->source()) + ": [" + table +
+                                   "] readahead must be at most 64MiB");
   return c;
 }
 

@@ -372,7 +372,11 @@ class Filesystem {
 
   // Tiering. tiers_ is fixed after Open ("hot" = placement segments under <hot>/segments).
   std::map<std::string, std::unique_ptr<tiering::Tier>> tiers_;
-  std::unordered_map<uint64_t, std::string> placement_;  // segment -> tier; guarded by mu_
+  struct Placed {
+    std::string tier;
+    uint64_t size = 0;  // bytes, once its chunks moved in (0: not known yet)
+  };
+  std::unordered_map<uint64_t, Placed> placement_;  // placement segment id; guarded by mu_
   std::unique_ptr<ReadCache> read_cache_;
   std::unique_ptr<WorkerPool> cold_readers_;  // ReadAsync jobs that wait on a tier
   std::unique_ptr<WorkerPool> fetchers_;      // tier fetches (waiters give up at the timeout)

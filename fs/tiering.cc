@@ -92,7 +92,7 @@ Status Filesystem::OpenTiers() {
   ASSIGN_OR_RETURN(auto segments, meta_->ListSegments());
   for (const auto& s : segments) {
     if (!IsPlacement(s.id)) continue;
-    placement_[s.id] = s.tier;
+    placement_[s.id] = Placed{s.tier, s.size};
     if (!tiers_.count(s.tier))
       log::Error(
           "filesystem {}: segment {:x} is on tier '{}', which {} does not declare: its files "
@@ -116,7 +116,7 @@ Status Filesystem::OpenTiers() {
 std::string Filesystem::TierOfLocked(uint64_t segment) const {
   if (!IsPlacement(segment)) return std::string();
   auto it = placement_.find(segment);
-  return it == placement_.end() ? std::string("?") : it->second;
+  return it == placement_.end() ? std::string("?") : it->second.tier;
 }
 
 // --- migration -----------------------------------------------------------------------------
@@ -547,6 +547,7 @@ Status Filesystem::FinishBuilder(Builder* b) {
       op.size = size;
       op.blob = meta::EncodeMoveEntries(b->entries);
       RETURN_IF_ERROR(LogLocked(op));
+      placement_[id].size = size;
     }
     RETURN_IF_ERROR(SyncAndCommit());
     KILL_POINT("migrate.moved");
@@ -584,7 +585,7 @@ Status Filesystem::LogSegmentStateLocked(uint64_t segment, const std::string& ti
   if (state == meta::SegmentState::kGone)
     placement_.erase(segment);
   else
-    placement_[segment] = tier;
+    placement_[segment].tier = tier;
   return Status::OK();
 }
 

@@ -255,6 +255,10 @@ rgw data = $DIR/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
 rgw enable usage log = false
+# Formatting rgw's level 2-5 messages into the in-memory log costs ~0.35 ms of CPU per GET
+# (~17% of a 128 KiB GET on 2 cores, measured in alternating pairs); level 1 keeps the
+# per-request lines in the log.
+debug rgw = 1/1
 
 [client.rgw]
 rgw frontends = $frontends

@@ -54,6 +54,25 @@ TEST(ConfigTest, CompactionThreshold) {
   }
 }
 
+TEST(ConfigTest, TierReadahead) {
+  const std::string tier = "[tiers.archive]\nkind = \"directory\"\npath = \"/srv/a\"\n";
+  auto c = ParseConfig(std::string(kMinimal) + tier, "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->FindTier("archive")->readahead_bytes, 1u << 20);
+  c = ParseConfig(std::string(kMinimal) + tier + "readahead = \"4MiB\"\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->FindTier("archive")->readahead_bytes, 4u << 20);
+  c = ParseConfig(std::string(kMinimal) + tier + "readahead = 0\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->FindTier("archive")->readahead_bytes, 0u);
+  for (const char* bad : {"\"65MiB\"", "\"lots\"", "-1"}) {
+    c = ParseConfig(std::string(kMinimal) + tier + "readahead = " + bad + "\n", "x.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("x.toml:11"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("readahead"), std::string::npos) << c.status().message();
+  }
+}
+
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   auto c = ParseConfig(
       "[filesystem]\nname = \"pacs\"\ncompresion_level = 3\n[keys]\nkey_file = \"/k\"\n"

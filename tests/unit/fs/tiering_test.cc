@@ -250,6 +250,23 @@ TEST_F(TieringTest, ReadCacheServesSecondRead) {
   sfs::rename(root_ + "/archive.away", root_ + "/archive");
 }
 
+// A cold read fetches the tier's readahead from the record it needs: the next file of the
+// same series comes in with the first, in one fetch. With readahead 0 each file is a fetch.
+TEST_F(TieringTest, ReadaheadBringsTheNextFileOfASeriesInTheSameFetch) {
+  Populate();
+  MustMigrate();
+  for (uint64_t readahead : {uint64_t{1} << 20, uint64_t{0}}) {
+    SCOPED_TRACE(readahead);
+    config_.tiers[0].readahead_bytes = readahead;
+    sfs::remove_all(root_ + "/hot/cache");
+    Reopen();
+    EXPECT_EQ(*ReadAll(a_), a_data_);
+    EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, 1u);
+    EXPECT_EQ(*ReadAll(b_), b_data_);
+    EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, readahead > 0 ? 1u : 2u);
+  }
+}
+
 TEST_F(TieringTest, TierDownFailsColdReadsOnlyAndMigrationResumes) {
   Populate();
   sfs::rename(root_ + "/archive", root_ + "/archive.away");
