@@ -8,12 +8,14 @@
 #
 # usage: bench/tiering.sh [--quick] [--no-s3] [--no-build] [--keep]
 #                         [--parts "migrate read burst dryrun"] [--dry-run-files N]
+#                         [--readahead SIZE]
 #   --quick          400 files per tree (default 2,000), 10^5 files for the dry run (default
 #                    10^6): about 2 minutes
 #   --no-s3          no Ceph cluster: the S3 tier, its rows and the burst are skipped
 #   --parts          any of: migrate read burst dryrun (default: all; read and burst need the
 #                    migrated trees, so they imply migrate)
 #   --dry-run-files  files in the dry-run filesystem
+#   --readahead      the cold tiers' readahead (e.g. 0, 512KiB; default: strata's, 1MiB)
 #   --keep           keep the scratch directory (and print its path)
 # Environment: BENCH_TMPDIR  where to make the scratch directory (as bench/run.sh)
 #              BENCH_JOBS    build parallelism (default 2: the machine is shared)
@@ -27,6 +29,7 @@ BUILD=1
 KEEP=0
 PARTS="migrate read burst dryrun"
 DRY_FILES=""
+READAHEAD=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -35,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --keep) KEEP=1 ;;
     --parts) PARTS=$2; shift ;;
     --dry-run-files) DRY_FILES=$2; shift ;;
+    --readahead) READAHEAD=$2; shift ;;
     -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "tiering.sh: unknown argument $1" >&2; exit 1 ;;
   esac
@@ -262,6 +266,7 @@ path = "$HOT"
 [tiers.archive]
 kind = "directory"
 path = "$FS/archive"
+${READAHEAD:+readahead = \"$READAHEAD\"}
 [policy]
 file = "$FS/policy.toml"
 interval = "off"
@@ -275,6 +280,7 @@ region = "$STRATA_S3_REGION"
 bucket = "$STRATA_S3_BUCKET"
 prefix = "tierbench/"
 credentials_file = "$FS/s3.credentials"
+${READAHEAD:+readahead = \"$READAHEAD\"}
 EOF
     fi
   } >"$FS/config.toml"

@@ -1,5 +1,14 @@
 // Session setup: capability negotiation, mount, daemonise, the multi-threaded loop.
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+
+#include <climits>
+#include <cstdlib>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include "fuse/dispatch.h"
 #include "fuse/fuse_glue.h"
@@ -7,10 +16,32 @@
 namespace strata::fuse {
 namespace {
 
+constexpr unsigned kReadaheadBytes = 1u << 20;
+constexpr long kFuseSuperMagic = 0x65735546;
+
+// The kernel gives a FUSE mount's bdi a 128 KiB readahead window, and the INIT reply can only
+// lower it. A sequential reader then has one 128 KiB READ in flight, decoded on one worker at a
+// time; with the window at max_readahead several READs are in flight, decoded on several
+// workers (cold sequential reads ~2x on 2 cores). Called once the kernel has the INIT reply (a
+// stat of the mount point waits for it). Without root or sysfs the kernel's default stays.
+void RaiseReadahead(const std::string& mountpoint) {
+  struct stat st;
+  struct statfs sf;
+  if (::stat(mountpoint.c_str(), &st) != 0 || ::statfs(mountpoint.c_str(), &sf) != 0 ||
+      sf.f_type != kFuseSuperMagic)
+    return;  // unmounted meanwhile: never touch another device's setting
+  const std::string path =
+      fmt::format("/sys/class/bdi/{}:{}/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+  std::ofstream f(path);
+  f << kReadaheadBytes / 1024;
+  f.flush();
+  if (!f) log::Info("readahead stays at the kernel's default: cannot write {}", path);
+}
+
 void Init(void* userdata, fuse_conn_info* conn) {
   // Large requests: a 1 MiB write is one round trip (kernel >= 4.20 honours max_pages).
   conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20;
+  conn->max_readahead = kReadaheadBytes;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
@@ -67,6 +98,10 @@ Status Serve(fs::Filesystem* fs, const MountOptions& options,
     return Status::IOError("cannot mount at " + options.mountpoint +
                            " (is it an existing directory you may mount on?)");
   }
+  // fuse_daemonize moves to "/": keep the mount point's absolute path for RaiseReadahead.
+  char abs[PATH_MAX];
+  const std::string mountpoint =
+      ::realpath(options.mountpoint.c_str(), abs) != nullptr ? abs : options.mountpoint;
   if (fuse_daemonize(options.foreground ? 1 : 0) != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
@@ -79,7 +114,9 @@ Status Serve(fs::Filesystem* fs, const MountOptions& options,
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, options.max_threads);
     fuse_loop_cfg_set_idle_threads(cfg, 4);
+    std::thread readahead([&mountpoint] { RaiseReadahead(mountpoint); });
     rc = fuse_session_loop_mt(se, cfg);
+    readahead.join();
     fuse_loop_cfg_destroy(cfg);
   }
   fuse_session_unmount(se);

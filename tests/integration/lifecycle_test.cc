@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,25 @@ TEST_F(LifecycleTest, SigintUnmountsCleanly) {
   ExpectProbe("after SIGINT and remount");
 }
 
+// The kernel's readahead window on the mount (sysfs), or "" when it cannot be read.
+std::string ReadaheadKiB(const std::string& mountpoint) {
+  struct stat st;
+  std::string v;
+  if (::stat(mountpoint.c_str(), &st) != 0) return v;
+  ReadWholeFile("/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                    std::to_string(minor(st.st_dev)) + "/read_ahead_kb",
+                &v);
+  while (!v.empty() && v.back() == '\n') v.pop_back();
+  return v;
+}
+
+// A sequential reader needs several READs in flight: the mount raises the kernel's 128 KiB
+// readahead window to 1 MiB (max_readahead).
+TEST_F(LifecycleTest, MountRaisesTheReadaheadWindow) {
+  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "1024"; }, std::chrono::seconds(10)))
+      << "read_ahead_kb: " << ReadaheadKiB(mnt());
+}
+
 TEST_F(LifecycleTest, BackgroundMountIsReadyWhenTheCommandReturns) {
   ASSERT_NO_FATAL_FAILURE(WriteProbe());
   ASSERT_NO_FATAL_FAILURE(Unmount());
@@ -109,6 +129,8 @@ TEST_F(LifecycleTest, BackgroundMountIsReadyWhenTheCommandReturns) {
   ASSERT_TRUE(r.Succeeded()) << "strata mount (background): " << r.Describe();
   EXPECT_TRUE(IsMountPoint(mnt())) << "the mount must be in place when `strata mount` returns";
   ExpectProbe("through the background mount");
+  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "1024"; }, std::chrono::seconds(10)))
+      << "read_ahead_kb of the background mount: " << ReadaheadKiB(mnt());
   ASSERT_TRUE(WriteWholeFile(mnt() + "/background", "written in the background mount", 0644));
 
   r = RunCommand({"fusermount3", "-u", mnt()});
