@@ -93,10 +93,10 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
 
   // The range to fetch if no fetch in flight covers this record: this chunk and the ones of
   // the same file that follow it in the segment, so one ranged read brings a whole small file
-  // (a DICOM instance) in; and at least the tier's readahead from here, which holds the next
-  // files of the same series (a pass writes a series together), since a GET's fixed cost is
-  // several times that of its bytes. Listed before fetch_mu_ is taken: fetch_mu_ never waits
-  // on mu_.
+  // (a DICOM instance) in; and the block of the tier's readahead size around it, which holds
+  // the neighbouring files of the same series (a pass writes a series together), since a
+  // GET's fixed cost is several times that of its bytes. Listed before fetch_mu_ is taken:
+  // fetch_mu_ never waits on mu_.
   auto plan = std::make_shared<Fetch>();
   plan->started = std::chrono::steady_clock::now();
   plan->begin = need_begin;
@@ -111,10 +111,15 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
         plan->end = RecordEnd(r);
       }
     }
+    // In readahead-aligned blocks: readers of a series in any order then fetch each byte once
+    // (ranges starting wherever a reader happened to need a record overlapped).
     const uint64_t readahead = tc ? tc->readahead_bytes : 0;
     auto placed = placement_.find(c.segment);
-    if (readahead > 0 && placed != placement_.end() && placed->second.size > 0)
-      plan->end = std::max(plan->end, std::min(placed->second.size, need_begin + readahead));
+    if (readahead > 0 && placed != placement_.end() && placed->second.size > 0) {
+      const uint64_t block = need_begin / readahead * readahead;
+      plan->begin = block;
+      plan->end = std::max(plan->end, std::min(placed->second.size, block + readahead));
+    }
   }
   std::shared_ptr<Fetch> f;
   {

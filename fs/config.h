@@ -48,9 +48,9 @@ struct TierConfig {
   int64_t request_timeout_ms = 30000;
   // A read that waits longer than this on the tier fails with EIO (the tier counts as down).
   int64_t read_timeout_ms = 30000;
-  // A cold read fetches at least this much of the segment from the record it needs on (the
-  // following files of the same series, usually), keeping it in the read cache; 0: only the
-  // chunks of the file being read.
+  // A cold read fetches the block of this size of the segment that holds the record it needs
+  // (the neighbouring files of the same series, usually), keeping it in the read cache; 0: only
+  // the chunks of the file being read.
   uint64_t readahead_bytes = 1ull << 20;
 };
 inline constexpr uint64_t kMaxReadahead = 64ull << 20;

@@ -117,7 +117,7 @@ void ReadCache::Drop(uint64_t segment, uint64_t offset) {
   while (const auto* e = CoveringLocked(segment, offset, 1)) EraseLocked(Key{segment, e->first});
 }
 
-void ReadCache::EraseLocked(const Key& k) {
+void ReadCache::EraseLocked(Key k) {
   auto s = index_.find(k.segment);
   if (s == index_.end()) return;
   auto it = s->second.find(k.offset);

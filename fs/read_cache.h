@@ -56,7 +56,7 @@ class ReadCache {
                                             uint64_t length) const;
   void AddLocked(const Key& k, uint64_t size);
   void EvictLocked();
-  void EraseLocked(const Key& k);
+  void EraseLocked(Key k);  // by value: callers pass lru_ elements it erases
 
   Env* env_;
   const std::string dir_;

@@ -250,20 +250,23 @@ TEST_F(TieringTest, ReadCacheServesSecondRead) {
   sfs::rename(root_ + "/archive.away", root_ + "/archive");
 }
 
-// A cold read fetches the tier's readahead from the record it needs: the next file of the
-// same series comes in with the first, in one fetch. With readahead 0 each file is a fetch.
-TEST_F(TieringTest, ReadaheadBringsTheNextFileOfASeriesInTheSameFetch) {
+// A cold read fetches the readahead-sized block of the segment holding the record it needs:
+// the neighbouring file of the same series comes in with it, in one fetch, whichever of the
+// two is read first (b follows a in the segment). With readahead 0 each file is a fetch.
+TEST_F(TieringTest, ReadaheadBringsTheNeighbouringFilesOfASeriesInTheSameFetch) {
   Populate();
   MustMigrate();
   for (uint64_t readahead : {uint64_t{1} << 20, uint64_t{0}}) {
-    SCOPED_TRACE(readahead);
-    config_.tiers[0].readahead_bytes = readahead;
-    sfs::remove_all(root_ + "/hot/cache");
-    Reopen();
-    EXPECT_EQ(*ReadAll(a_), a_data_);
-    EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, 1u);
-    EXPECT_EQ(*ReadAll(b_), b_data_);
-    EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, readahead > 0 ? 1u : 2u);
+    for (bool b_first : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "readahead " << readahead << " b first " << b_first);
+      config_.tiers[0].readahead_bytes = readahead;
+      sfs::remove_all(root_ + "/hot/cache");
+      Reopen();
+      EXPECT_EQ(*ReadAll(b_first ? b_ : a_), b_first ? b_data_ : a_data_);
+      EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, 1u);
+      EXPECT_EQ(*ReadAll(b_first ? a_ : b_), b_first ? a_data_ : b_data_);
+      EXPECT_EQ(fs_->GetTieringStatus().cold_fetches, readahead > 0 ? 1u : 2u);
+    }
   }
 }
 
