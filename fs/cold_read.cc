@@ -115,7 +115,9 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
     // (ranges starting wherever a reader happened to need a record overlapped).
     const uint64_t readahead = tc ? tc->readahead_bytes : 0;
     auto placed = placement_.find(c.segment);
-    if (readahead > 0 && placed != placement_.end() && placed->second.size > 0) {
+    // Not when the read cache cannot keep the block (a read-only mount keeps nothing).
+    if (readahead > 0 && read_cache_->Keeps(readahead) && placed != placement_.end() &&
+        placed->second.size > 0) {
       const uint64_t block = need_begin / readahead * readahead;
       plan->begin = block;
       plan->end = std::max(plan->end, std::min(placed->second.size, block + readahead));

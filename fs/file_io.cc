@@ -2,7 +2,7 @@
 // decoded-chunk cache.
 #include <fcntl.h>
 #include <linux/falloc.h>
-// ZSTD_c_literalCompressionMode (a stable parameter of zstd >= 1.5 behind this macro).
+// ZSTD_c_literalCompressionMode: an experimental parameter (zstd >= 1.5.1), checked at use.
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
@@ -48,10 +48,14 @@ struct ZstdContexts {
     ZSTD_freeCCtx(noise);
     ZSTD_freeDCtx(d);
   }
+  // Null when this libzstd refuses the settings: the noisy plane then gets the configured level.
   static ZSTD_CCtx* NoiseContext() {
     ZSTD_CCtx* z = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, kNoisePlaneLevel);
-    ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, ZSTD_ps_enable);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, kNoisePlaneLevel)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, ZSTD_ps_enable))) {
+      ZSTD_freeCCtx(z);
+      return nullptr;
+    }
     return z;
   }
 };
@@ -410,18 +414,21 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (offset + data.size() > f->size) f->size = offset + data.size();
   f->mtime = Now();
   for (uint64_t idx : full) RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
-  // Over the dirty limit (all files): hand this file's oldest dirty chunks to the sealers
-  // (without waiting for them) until back under half of it, so a random writer sees no long
-  // stall. Under it, a chunk stays buffered until it is full, flushed, or older than the
-  // commit interval: random writes to a file then cost one seal per chunk, not one per write.
+  // Over the dirty limit (all files): hand this file's oldest dirty chunks, not the ones this
+  // write touched, to the sealers until 1/32 of the limit is free again: a writer crossing it
+  // waits for a few dozen seals at most (SubmitChunk bounds the chunks in flight per file).
+  // Under it, a chunk stays buffered until it is full, flushed, or older than the commit
+  // interval: random writes to a file then cost one seal per chunk, not one per write.
   const auto limit = static_cast<int64_t>(config_.dirty_limit_bytes);
   if (dirty_bytes_.load() > limit) {
+    const uint64_t first = offset / cs, last = (offset + data.size() - 1) / cs;
     std::vector<std::pair<int64_t, uint64_t>> by_age;  // (since, index)
     by_age.reserve(f->dirty.size());
-    for (const auto& [idx, c] : f->dirty) by_age.emplace_back(c.since, idx);
+    for (const auto& [idx, c] : f->dirty)
+      if (idx < first || idx > last) by_age.emplace_back(c.since, idx);
     std::sort(by_age.begin(), by_age.end());
     for (const auto& [since, idx] : by_age) {
-      if (dirty_bytes_.load() <= limit / 2) break;
+      if (dirty_bytes_.load() <= limit - limit / 32) break;
       RETURN_IF_ERROR(SubmitChunk(ino, f, fl, idx));
     }
   }
@@ -446,6 +453,9 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
   f->persisted_size = file_size;
   int64_t mtime = f->mtime;
   chunk.data.resize(len);
+  // The buffer goes on into the decoded-chunk cache, which counts size(): a small file's last
+  // chunk must not keep a whole chunk's allocation there.
+  if (len < cs / 2) chunk.data.shrink_to_fit();
   auto data = std::make_shared<const std::string>(std::move(chunk.data));
   // Not started (tools and tests that never mount): seal on this thread.
   if (!sealers_) return SealAndStore(ino, index, len, file_size, mtime, data);
@@ -483,7 +493,7 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
       h.planes = true;
       const size_t noisy = (len + 1) / 2, smooth = len / 2;
       compressed.resize(ZSTD_compressBound(noisy) + ZSTD_compressBound(smooth));
-      size_t a = sb_.compression_level <= kFastNoisePlaneUpTo
+      size_t a = sb_.compression_level <= kFastNoisePlaneUpTo && Zstd().noise != nullptr
                      ? ZSTD_compress2(Zstd().noise, compressed.data(), compressed.size(),
                                       planes.data(), noisy)
                      : ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(),

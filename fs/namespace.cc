@@ -1,5 +1,6 @@
 // Namespace operations: lookup, attributes, create/link/unlink/rename, readdir.
 // Each change is validated against the current view under mu_, then logged as one op.
+#include <fmt/format.h>
 #include <linux/fs.h>
 
 #include "base/logging.h"
@@ -73,9 +74,14 @@ Result<Attr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   if (!S_ISDIR(dir->mode)) return Status::Posix(ENOTDIR);
   ASSIGN_OR_RETURN(auto e, meta_->LookupEntry(parent, EncName(parent, name)));
   if (!e) return Status::Posix(ENOENT);
-  ASSIGN_OR_RETURN(Attr a, AttrLocked(e->ino));
+  auto a = AttrLocked(e->ino);
+  // An entry without its inode is damage, not absence (which the kernel would cache).
+  if (!a.ok() && a.status().ToErrno() == ENOENT)
+    return Status::Corruption(
+        fmt::format("entry in directory {} names inode {}, which is missing", parent, e->ino));
+  if (!a.ok()) return a.status();
   RememberLocked(e->ino, parent, name);
-  return a;
+  return *a;
 }
 
 void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {

@@ -2,17 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/logging.h"
 
 namespace strata::fs {
-namespace {
-// Entries never overlap by more than this many neighbours (two fetches of one file that
-// started at different chunks), so a lookup looks no further back.
-constexpr int kMaxOverlapProbe = 4;
-}  // namespace
-
 ReadCache::ReadCache(Env* env, std::string dir, uint64_t capacity_bytes)
     : env_(env), dir_(std::move(dir)), capacity_(capacity_bytes) {}
 
@@ -43,16 +38,25 @@ Status ReadCache::Open() {
   return Status::OK();
 }
 
-const ReadCache::Segment::value_type* ReadCache::CoveringLocked(uint64_t segment, uint64_t offset,
-                                                                uint64_t length) const {
+const std::pair<const uint64_t, ReadCache::Entry>* ReadCache::CoveringLocked(
+    uint64_t segment, uint64_t offset, uint64_t length) const {
   auto s = index_.find(segment);
   if (s == index_.end()) return nullptr;
-  auto it = s->second.upper_bound(offset);
-  for (int i = 0; i < kMaxOverlapProbe && it != s->second.begin(); i++) {
+  const auto& entries = s->second.entries;
+  // Entries starting at or before `offset`, nearest first, while one could still reach it.
+  for (auto it = entries.upper_bound(offset); it != entries.begin();) {
     --it;
+    if (it->first + s->second.longest <= offset) break;
     if (offset + length <= it->first + it->second.size) return &*it;
   }
   return nullptr;
+}
+
+uint64_t ReadCache::SizeAtLocked(const Key& k) const {
+  auto s = index_.find(k.segment);
+  if (s == index_.end()) return 0;
+  auto it = s->second.entries.find(k.offset);
+  return it == s->second.entries.end() ? 0 : it->second.size;
 }
 
 std::optional<std::string> ReadCache::Get(uint64_t segment, uint64_t offset, uint64_t length) {
@@ -71,7 +75,8 @@ std::optional<std::string> ReadCache::Get(uint64_t segment, uint64_t offset, uin
   std::string out(length, '\0');
   size_t got = 0;
   if (!f.ok() || !(*f)->Read(offset - k.offset, length, out.data(), &got).ok() || got != length) {
-    Drop(segment, offset);
+    std::lock_guard<std::mutex> l(mu_);
+    EraseLocked(k);  // that entry only: others may hold the bytes intact
     ++misses_;
     return std::nullopt;
   }
@@ -81,34 +86,51 @@ std::optional<std::string> ReadCache::Get(uint64_t segment, uint64_t offset, uin
 
 void ReadCache::Put(uint64_t segment, uint64_t offset, std::string_view bytes) {
   if (capacity_ == 0 || bytes.empty() || bytes.size() > capacity_ / 4) return;
-  Key k{segment, offset};
+  const Key k{segment, offset};
+  auto kept = [&] {  // REQUIRES: mu_ held
+    return CoveringLocked(segment, offset, bytes.size()) != nullptr ||
+           SizeAtLocked(k) >= bytes.size();
+  };
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (CoveringLocked(segment, offset, bytes.size()) != nullptr) return;
-    if (index_.count(segment) && index_[segment].count(offset)) return;  // a shorter one
+    if (kept()) return;
   }
-  // Write beside, then rename: a reader never sees a half-written entry under its name.
-  std::string path = PathOf(k);
-  std::string tmp = fmt::format("{}.{}.tmp", path, env_->NowNanos());
+  // Write beside, then rename under mu_: a reader never sees a half-written entry under its
+  // name, and the index never claims more bytes than the file has.
+  const std::string path = PathOf(k);
+  const std::string tmp = fmt::format("{}.{}.tmp", path, env_->NowNanos());
   Status s = [&]() -> Status {
     ASSIGN_OR_RETURN(auto f, env_->OpenFile(tmp, OpenMode::kCreate));
-    RETURN_IF_ERROR(f->Write(0, bytes));
-    return env_->RenameFile(tmp, path);
+    return f->Write(0, bytes);
   }();
+  std::lock_guard<std::mutex> l(mu_);
+  if (s.ok() && kept()) {
+    env_->RemoveFile(tmp).IgnoreError();  // another put won meanwhile
+    return;
+  }
+  if (s.ok()) s = env_->RenameFile(tmp, path);  // over a shorter entry at the same byte, if any
   if (!s.ok()) {
     env_->RemoveFile(tmp).IgnoreError();
     log::Warn("read cache {}: {}", dir_, s.ToString());
     return;
   }
-  std::lock_guard<std::mutex> l(mu_);
-  if (index_.count(segment) && index_[segment].count(offset)) return;
-  AddLocked(k, bytes.size());
+  if (uint64_t old = SizeAtLocked(k)) {
+    auto& e = index_[segment].entries[offset];
+    bytes_ += bytes.size() - old;
+    e.size = bytes.size();
+    lru_.splice(lru_.begin(), lru_, e.lru);
+    index_[segment].longest = std::max<uint64_t>(index_[segment].longest, bytes.size());
+  } else {
+    AddLocked(k, bytes.size());
+  }
   EvictLocked();
 }
 
 void ReadCache::AddLocked(const Key& k, uint64_t size) {
   lru_.push_front(k);
-  index_[k.segment][k.offset] = Entry{size, lru_.begin()};
+  Segment& seg = index_[k.segment];
+  seg.entries[k.offset] = Entry{size, lru_.begin()};
+  seg.longest = std::max(seg.longest, size);
   bytes_ += size;
 }
 
@@ -120,12 +142,12 @@ void ReadCache::Drop(uint64_t segment, uint64_t offset) {
 void ReadCache::EraseLocked(Key k) {
   auto s = index_.find(k.segment);
   if (s == index_.end()) return;
-  auto it = s->second.find(k.offset);
-  if (it == s->second.end()) return;
+  auto it = s->second.entries.find(k.offset);
+  if (it == s->second.entries.end()) return;
   bytes_ -= it->second.size;
   lru_.erase(it->second.lru);
-  s->second.erase(it);
-  if (s->second.empty()) index_.erase(s);
+  s->second.entries.erase(it);
+  if (s->second.entries.empty()) index_.erase(s);
   env_->RemoveFile(PathOf(k)).IgnoreError();
 }
 

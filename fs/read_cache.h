@@ -32,11 +32,14 @@ class ReadCache {
 
   // The bytes [offset, offset + length) of the segment, if one entry holds them all.
   std::optional<std::string> Get(uint64_t segment, uint64_t offset, uint64_t length);
-  // Keeps `bytes`, which start at `offset` of the segment (unless an entry already covers them).
+  // Keeps `bytes`, which start at `offset` of the segment, unless an entry already covers them;
+  // a longer range replaces a shorter one starting at the same byte.
   void Put(uint64_t segment, uint64_t offset, std::string_view bytes);
   // Forgets every entry holding the byte at `offset` (found damaged).
   void Drop(uint64_t segment, uint64_t offset);
 
+  // Whether a range of `size` bytes would be kept (a fetch larger than this is thrown away).
+  bool Keeps(uint64_t size) const { return capacity_ > 0 && size <= capacity_ / 4; }
   uint64_t bytes() const;
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
@@ -49,11 +52,16 @@ class ReadCache {
     uint64_t size;
     std::list<Key>::iterator lru;
   };
-  using Segment = std::map<uint64_t, Entry>;  // by first byte
+  struct Segment {
+    std::map<uint64_t, Entry> entries;  // by first byte
+    uint64_t longest = 0;               // no entry was ever longer: bounds a lookup's probe
+  };
   std::string PathOf(const Key& k) const;
   // REQUIRES: mu_ held. The entry holding [offset, offset + length), or null.
-  const Segment::value_type* CoveringLocked(uint64_t segment, uint64_t offset,
-                                            uint64_t length) const;
+  const std::pair<const uint64_t, Entry>* CoveringLocked(uint64_t segment, uint64_t offset,
+                                                         uint64_t length) const;
+  // The size of the entry starting exactly at `k`, 0 if none.
+  uint64_t SizeAtLocked(const Key& k) const;
   void AddLocked(const Key& k, uint64_t size);
   void EvictLocked();
   void EraseLocked(Key k);  // by value: callers pass lru_ elements it erases

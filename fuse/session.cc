@@ -1,14 +1,9 @@
 // Session setup: capability negotiation, mount, daemonise, the multi-threaded loop.
-#include <fmt/format.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-
 #include <climits>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
-#include <thread>
 
 #include "fuse/dispatch.h"
 #include "fuse/fuse_glue.h"
@@ -17,21 +12,48 @@ namespace strata::fuse {
 namespace {
 
 constexpr unsigned kReadaheadBytes = 1u << 20;
-constexpr long kFuseSuperMagic = 0x65735546;
+
+// /proc/self/mountinfo escapes ' ', '\t', '\n' and '\\' in paths as \ooo.
+std::string UnescapeMountinfo(const std::string& in) {
+  auto octal = [&](size_t k) { return k < in.size() && in[k] >= '0' && in[k] <= '7'; };
+  std::string out;
+  for (size_t i = 0; i < in.size(); i++) {
+    if (in[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+      out.push_back(
+          static_cast<char>((in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 + (in[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
 
 // The kernel gives a FUSE mount's bdi a 128 KiB readahead window, and the INIT reply can only
-// lower it. A sequential reader then has one 128 KiB READ in flight, decoded on one worker at a
-// time; with the window at max_readahead several READs are in flight, decoded on several
-// workers (cold sequential reads ~2x on 2 cores). Called once the kernel has the INIT reply (a
-// stat of the mount point waits for it). Without root or sysfs the kernel's default stays.
+// lower it (to max_readahead). A sequential reader then has one 128 KiB READ in flight, decoded
+// on one worker at a time; with the window at max_readahead several READs are in flight,
+// decoded on several workers (cold sequential reads ~2x on 2 cores). Called after the mount and
+// before the session loop: the device comes from the newest FUSE entry for `mountpoint` (an
+// absolute, resolved path) in /proc/self/mountinfo, so nothing here waits on the mount itself.
+// Without root or sysfs the kernel's default stays.
 void RaiseReadahead(const std::string& mountpoint) {
-  struct stat st;
-  struct statfs sf;
-  if (::stat(mountpoint.c_str(), &st) != 0 || ::statfs(mountpoint.c_str(), &sf) != 0 ||
-      sf.f_type != kFuseSuperMagic)
-    return;  // unmounted meanwhile: never touch another device's setting
-  const std::string path =
-      fmt::format("/sys/class/bdi/{}:{}/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, dev;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mount-point options [optional...] - fstype source super
+    std::istringstream fields(line);
+    std::string id, parent, majmin, root, point;
+    fields >> id >> parent >> majmin >> root >> point;
+    const size_t dash = line.find(" - ");
+    if (dash == std::string::npos || UnescapeMountinfo(point) != mountpoint) continue;
+    if (line.compare(dash + 3, 5, "fuse.") == 0) dev = majmin;
+  }
+  if (dev.empty())
+    return log::Info(
+        "readahead stays at the kernel's default: {} not found in "
+        "/proc/self/mountinfo",
+        mountpoint);
+  const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
   std::ofstream f(path);
   f << kReadaheadBytes / 1024;
   f.flush();
@@ -92,16 +114,17 @@ Status Serve(fs::Filesystem* fs, const MountOptions& options,
     fuse_session_destroy(se);
     return Status::IOError("cannot install signal handlers");
   }
+  // Resolved before the mount: afterwards resolving it would wait on the mount's own answers.
+  char abs[PATH_MAX];
+  const std::string mountpoint =
+      ::realpath(options.mountpoint.c_str(), abs) != nullptr ? abs : options.mountpoint;
   if (fuse_session_mount(se, options.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
     return Status::IOError("cannot mount at " + options.mountpoint +
                            " (is it an existing directory you may mount on?)");
   }
-  // fuse_daemonize moves to "/": keep the mount point's absolute path for RaiseReadahead.
-  char abs[PATH_MAX];
-  const std::string mountpoint =
-      ::realpath(options.mountpoint.c_str(), abs) != nullptr ? abs : options.mountpoint;
+  RaiseReadahead(mountpoint);
   if (fuse_daemonize(options.foreground ? 1 : 0) != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
@@ -114,9 +137,7 @@ Status Serve(fs::Filesystem* fs, const MountOptions& options,
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, options.max_threads);
     fuse_loop_cfg_set_idle_threads(cfg, 4);
-    std::thread readahead([&mountpoint] { RaiseReadahead(mountpoint); });
     rc = fuse_session_loop_mt(se, cfg);
-    readahead.join();
     fuse_loop_cfg_destroy(cfg);
   }
   fuse_session_unmount(se);

@@ -124,8 +124,9 @@ TEST_F(LifecycleTest, MountRaisesTheReadaheadWindow) {
 TEST_F(LifecycleTest, BackgroundMountIsReadyWhenTheCommandReturns) {
   ASSERT_NO_FATAL_FAILURE(WriteProbe());
   ASSERT_NO_FATAL_FAILURE(Unmount());
+  // Given with a trailing slash, as people type it.
   CommandResult r =
-      RunCommand({StrataBinary(), "mount", config_path(), mnt()}, std::chrono::seconds(30));
+      RunCommand({StrataBinary(), "mount", config_path(), mnt() + "/"}, std::chrono::seconds(30));
   ASSERT_TRUE(r.Succeeded()) << "strata mount (background): " << r.Describe();
   EXPECT_TRUE(IsMountPoint(mnt())) << "the mount must be in place when `strata mount` returns";
   ExpectProbe("through the background mount");

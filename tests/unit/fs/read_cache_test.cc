@@ -68,6 +68,28 @@ TEST_F(ReadCacheTest, OverlappingRangesAndDrop) {
   EXPECT_EQ(Files(), 0u);
 }
 
+// A record that runs past a cached block is fetched with the block and its file's tail: the
+// longer range replaces the block. Entries of single records (readahead 0, or an older cache)
+// in front of a record do not hide the block that covers it.
+TEST_F(ReadCacheTest, LongerRangeReplacesAShorterOneAndSmallEntriesHideNothing) {
+  auto c = Open(1 << 20);
+  c->Put(1, 0, range_.substr(0, 1000));
+  EXPECT_FALSE(c->Get(1, 900, 300));
+  c->Put(1, 0, range_.substr(0, 2000));
+  EXPECT_EQ(*c->Get(1, 900, 300), range_.substr(900, 300));
+  EXPECT_EQ(Files(), 1u);
+  EXPECT_EQ(c->bytes(), 2000u);
+  c->Put(1, 0, range_.substr(0, 1500));  // shorter: kept out
+  EXPECT_EQ(c->bytes(), 2000u);
+
+  for (uint64_t at = 0; at < 1000; at += 100) c->Put(2, at, range_.substr(at, 100));
+  c->Put(2, 0, range_);  // the block, over the first record's entry
+  EXPECT_EQ(*c->Get(2, 1500, 100), range_.substr(1500, 100));
+  EXPECT_EQ(*c->Get(2, 950, 50), range_.substr(950, 50));
+  c = Open(1 << 20);  // and after a reopen
+  EXPECT_EQ(*c->Get(2, 2900, 100), range_.substr(2900, 100));
+}
+
 TEST_F(ReadCacheTest, ShortEntryIsDroppedAndCapacityHolds) {
   auto c = Open(20000);
   c->Put(2, 0, range_);
