@@ -115,9 +115,9 @@ std::string ReadaheadKiB(const std::string& mountpoint) {
 }
 
 // A sequential reader needs several READs in flight: the mount raises the kernel's 128 KiB
-// readahead window to 1 MiB (max_readahead).
+// readahead window to 512 KiB (max_readahead).
 TEST_F(LifecycleTest, MountRaisesTheReadaheadWindow) {
-  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "1024"; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "512"; }, std::chrono::seconds(10)))
       << "read_ahead_kb: " << ReadaheadKiB(mnt());
 }
 
@@ -130,7 +130,7 @@ TEST_F(LifecycleTest, BackgroundMountIsReadyWhenTheCommandReturns) {
   ASSERT_TRUE(r.Succeeded()) << "strata mount (background): " << r.Describe();
   EXPECT_TRUE(IsMountPoint(mnt())) << "the mount must be in place when `strata mount` returns";
   ExpectProbe("through the background mount");
-  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "1024"; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(WaitUntil([&] { return ReadaheadKiB(mnt()) == "512"; }, std::chrono::seconds(10)))
       << "read_ahead_kb of the background mount: " << ReadaheadKiB(mnt());
   ASSERT_TRUE(WriteWholeFile(mnt() + "/background", "written in the background mount", 0644));
 
