@@ -30,7 +30,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_common.h"
+
 namespace strata::bench {
+
+const char* const kProgram = "strata_fsbench";
+
 namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
@@ -40,22 +45,8 @@ constexpr size_t kSliceBytes = size_t{kSliceDim} * kSliceDim * 2;  // 512 KiB
 constexpr size_t kPoolSlices = 128;                                // 64 MiB of distinct data
 constexpr size_t kPoolBytes = kPoolSlices * kSliceBytes;
 
-[[noreturn]] void Die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fputs("strata_fsbench: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  std::fputc('\n', stderr);
-  std::exit(2);
-}
-
 [[noreturn]] void DieErrno(const char* what, const std::string& path) {
   Die("%s %s: %s", what, path.c_str(), std::strerror(errno));
-}
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // splitmix64: fast, good enough for noise and shuffles, and seedable.
@@ -207,47 +198,6 @@ struct Options {
   size_t meta_dirs = 100, meta_files = 200;
 };
 
-// One JSON object, built in order.
-class Json {
- public:
-  Json& Str(const char* k, const std::string& v) {
-    Key(k);
-    out_ += '"';
-    for (char c : v) {
-      if (c == '"' || c == '\\') out_ += '\\';
-      out_ += c;
-    }
-    out_ += '"';
-    return *this;
-  }
-  Json& Num(const char* k, double v) {
-    Key(k);
-    char b[64];
-    if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15)
-      std::snprintf(b, sizeof b, "%.0f", v);
-    else if (std::isfinite(v))
-      std::snprintf(b, sizeof b, "%.4g", v);
-    else
-      std::snprintf(b, sizeof b, "null");
-    out_ += b;
-    return *this;
-  }
-  Json& Bool(const char* k, bool v) {
-    Key(k);
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  std::string Done() const { return out_ + "}"; }
-
- private:
-  void Key(const char* k) {
-    out_ += out_.size() == 1 ? "\"" : ",\"";
-    out_ += k;
-    out_ += "\":";
-  }
-  std::string out_ = "{";
-};
-
 class Reporter {
  public:
   explicit Reporter(const Options& o) : o_(o) {}
@@ -271,15 +221,6 @@ class Reporter {
  private:
   const Options& o_;
 };
-
-std::string Fmt(const char* fmt, ...) {
-  char b[512];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(b, sizeof b, fmt, ap);
-  va_end(ap);
-  return b;
-}
 
 struct Percentiles {
   double p50 = 0, p99 = 0, max = 0, mean = 0;
@@ -364,10 +305,7 @@ bool g_warned_drop = false;
 // Needs root; without it the figures are warm-cache figures (reported as dropped_caches=false).
 bool DropCaches(const Options& o) {
   if (!o.drop_caches) return false;
-  ::sync();
-  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
-  bool ok = fd >= 0 && ::write(fd, "3\n", 2) == 2;
-  if (fd >= 0) ::close(fd);
+  const bool ok = DropKernelCaches();
   if (!ok && !g_warned_drop) {
     std::fprintf(stderr, "strata_fsbench: cannot drop caches (%s); reads may be cached\n",
                  std::strerror(errno));
@@ -880,14 +818,6 @@ void Meta(const Options& o, const Reporter& rep) {
       "  --meta-dirs N --meta-files N   metadata tree (100 x 200; quick 50 x 100)\n"
       "  --no-drop-caches     do not drop the kernel caches before reads\n");
   std::exit(1);
-}
-
-size_t ParseCount(const char* s) {
-  char* end;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || end == s) Die("bad number '%s'", s);
-  return static_cast<size_t>(v);
 }
 
 int Main(int argc, char** argv) {

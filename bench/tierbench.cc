@@ -27,11 +27,15 @@
 
 #include "base/env.h"
 #include "base/status.h"
+#include "bench/bench_common.h"
 #include "fs/config.h"
 #include "fs/filesystem.h"
 #include "fs/tiering.h"
 
 namespace strata::bench {
+
+const char* const kProgram = "strata_tierbench";
+
 namespace {
 
 constexpr int64_t kDayNs = 86400ll * 1000000000ll;
@@ -48,31 +52,8 @@ struct Options {
   bool build = true;  // false: reuse the filesystem already in DIR
 };
 
-[[noreturn]] void Die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fputs("strata_tierbench: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::exit(2);
-}
-
 void Check(const Status& s, const char* what) {
   if (!s.ok()) Die("%s: %s", what, s.ToString().c_str());
-}
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string Fmt(const char* fmt, ...) {
-  char b[512];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(b, sizeof b, fmt, ap);
-  va_end(ap);
-  return b;
 }
 
 void WriteFile(const std::string& path, const std::string& text, mode_t mode = 0644) {
@@ -90,48 +71,7 @@ void Mkdir(const std::string& path) {
 
 // Empties the kernel's page, dentry and inode caches (root only), so the walk reads meta.db
 // from the disk like the first pass after a reboot would.
-bool DropCaches(const Options& o) {
-  if (!o.drop_caches) return false;
-  ::sync();
-  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
-  bool ok = fd >= 0 && ::write(fd, "3\n", 2) == 2;
-  if (fd >= 0) ::close(fd);
-  return ok;
-}
-
-// One line of JSON, keys in order.
-class Json {
- public:
-  Json& Str(const char* k, const std::string& v) {
-    Key(k);
-    out_ += '"';
-    for (char c : v) {
-      if (c == '"' || c == '\\') out_ += '\\';
-      out_ += c;
-    }
-    out_ += '"';
-    return *this;
-  }
-  Json& Num(const char* k, double v) {
-    Key(k);
-    out_ += Fmt(v == static_cast<double>(static_cast<int64_t>(v)) ? "%.0f" : "%.4g", v);
-    return *this;
-  }
-  Json& Bool(const char* k, bool v) {
-    Key(k);
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  std::string Done() const { return out_ + "}"; }
-
- private:
-  void Key(const char* k) {
-    out_ += out_.size() == 1 ? "\"" : ",\"";
-    out_ += k;
-    out_ += "\":";
-  }
-  std::string out_ = "{";
-};
+bool DropCaches(const Options& o) { return o.drop_caches && DropKernelCaches(); }
 
 void Emit(const Options& o, const Json& j, const std::string& human) {
   std::string line = j.Done();
@@ -315,14 +255,6 @@ void DryRun(const Options& o, const fs::Config& cfg, const char* kind, const std
                "  --json FILE        also append the JSON lines to FILE\n"
                "  --no-drop-caches   do not drop the kernel caches before each dry run\n");
   std::exit(1);
-}
-
-size_t ParseCount(const char* s) {
-  char* end;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || end == s) Die("bad number '%s'", s);
-  return static_cast<size_t>(v);
 }
 
 int Main(int argc, char** argv) {
