@@ -53,6 +53,40 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// A pread of the first chunk of `path` on its own thread, timed: a cold read that may wait on
+// a tier that is down or hung while the test reads something else.
+class ColdRead {
+ public:
+  explicit ColdRead(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {
+    if (fd_ < 0) return;
+    thread_ = std::thread([this] {
+      std::string buf(kChunk, '\0');
+      const auto t0 = Clock::now();
+      n = ::pread(fd_, buf.data(), buf.size(), 0);
+      err = errno;
+      seconds = SecondsSince(t0);
+      done = true;
+    });
+  }
+  ~ColdRead() { Join(); }
+  bool opened() const { return fd_ >= 0; }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::atomic<bool> done{false};
+  // Read after Join.
+  ssize_t n = 0;
+  int err = 0;
+  double seconds = 0;
+
+ private:
+  int fd_;
+  std::thread thread_;
+};
+
 // The test server (tests/util/s3_test_server.h).
 const test::S3TestServer& Server() { return test::S3Server(); }
 
@@ -564,28 +598,18 @@ TEST_F(TieringS3OutageIt, ColdReadIsEioWhileTheServerIsDownAndHotReadsGoOn) {
   ASSERT_TRUE(RgwScript("stop-rgw"));
 
   const std::string cold_path = mnt() + "/studies/a/cold.dcm";
-  int fd = ::open(cold_path.c_str(), O_RDONLY);  // metadata only: works with S3 down
-  ASSERT_GE(fd, 0) << strerror(errno);
-  std::atomic<bool> cold_done{false};
-  ssize_t cold_n = 0;
-  int cold_errno = 0;
-  double cold_s = 0;
-  std::thread reader([&] {
-    std::string buf(kChunk, '\0');
-    const auto t0 = Clock::now();
-    cold_n = ::pread(fd, buf.data(), buf.size(), 0);
-    cold_errno = errno;
-    cold_s = SecondsSince(t0);
-    cold_done = true;
-  });
+  ColdRead cold_read(cold_path);  // the open is metadata only: it works with S3 down
+  ASSERT_TRUE(cold_read.opened()) << strerror(errno);
   // Meanwhile a file on the hot tier, never read in this mount (so the daemon serves it).
   const auto t0 = Clock::now();
   std::string got;
   const bool hot_ok = ReadWholeFile(mnt() + "/hot.dcm", &got);
   const double hot_s = SecondsSince(t0);
-  const bool hot_before_cold = !cold_done.load();
-  reader.join();
-  ::close(fd);
+  const bool hot_before_cold = !cold_read.done.load();
+  cold_read.Join();
+  const ssize_t cold_n = cold_read.n;
+  const int cold_errno = cold_read.err;
+  const double cold_s = cold_read.seconds;
   EXPECT_TRUE(hot_ok && got == hot) << "hot read during the outage failed or differs";
   EXPECT_LT(hot_s, 2.0);
   EXPECT_EQ(cold_n, -1) << "a cold read with S3 down returned data";
@@ -616,32 +640,22 @@ TEST_F(TieringS3OutageIt, ColdReadGivesUpAtReadTimeoutWhenTheServerHangs) {
   rgw_frozen_ = true;
 
   const std::string cold_path = mnt() + "/studies/a/cold.dcm";
-  int fd = ::open(cold_path.c_str(), O_RDONLY);
-  ASSERT_GE(fd, 0) << strerror(errno);
-  std::atomic<bool> cold_done{false};
-  ssize_t cold_n = 0;
-  int cold_errno = 0;
-  double cold_s = 0;
-  std::thread reader([&] {
-    std::string buf(kChunk, '\0');
-    const auto t0 = Clock::now();
-    cold_n = ::pread(fd, buf.data(), buf.size(), 0);
-    cold_errno = errno;
-    cold_s = SecondsSince(t0);
-    cold_done = true;
-  });
+  ColdRead cold_read(cold_path);
+  ASSERT_TRUE(cold_read.opened()) << strerror(errno);
   // Once the daemon has sent the GET (the status counts it), the cold read is waiting.
   const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (JsonNumber(StatusJson(), "cold_fetches").value_or(0) == 0 && !cold_done &&
+  while (JsonNumber(StatusJson(), "cold_fetches").value_or(0) == 0 && !cold_read.done &&
          Clock::now() < deadline) {
   }
   const auto t0 = Clock::now();
   std::string got;
   const bool hot_ok = ReadWholeFile(mnt() + "/hot.dcm", &got);
   const double hot_s = SecondsSince(t0);
-  const bool cold_still_waiting = !cold_done.load();
-  reader.join();
-  ::close(fd);
+  const bool cold_still_waiting = !cold_read.done.load();
+  cold_read.Join();
+  const ssize_t cold_n = cold_read.n;
+  const int cold_errno = cold_read.err;
+  const double cold_s = cold_read.seconds;
   EXPECT_TRUE(hot_ok && got == hot) << "hot read while S3 hangs failed or differs";
   EXPECT_TRUE(cold_still_waiting) << "the hot read waited for the cold one (" << hot_s << " s)";
   EXPECT_EQ(cold_n, -1) << "a cold read from a hung server returned data";
