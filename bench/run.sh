@@ -5,11 +5,12 @@
 # the targets as PASS/FAIL lines (information, not asserts). See bench/README.md.
 #
 # usage: bench/run.sh [--quick] [--targets "plain strata gocryptfs"] [--workloads "seq rand ..."]
-#                     [--seq-repeat N] [--wait-quiet SECONDS] [--no-build] [--keep]
+#                     [--repeat N] [--wait-quiet SECONDS] [--no-build] [--keep]
 #                     [--no-cold-remount]
 #                     [-- extra strata_fsbench options]
 #   --workloads   any of: seq rand ingest meta (default: all)
-#   --seq-repeat  runs of each sequential workload (default 3, quick 1); the table shows the median
+#   --repeat      runs of each sequential and random workload (default 3, quick 1; --seq-repeat is
+#                 the old name); the table shows the median, and the range below it
 #   --wait-quiet  first wait up to SECONDS for the 1-minute load average to fall below 0.7
 # Environment: BENCH_TMPDIR  where to make the scratch directory (default: $TMPDIR or /tmp if it
 #                            is on the repository's disk, else build/bench/work)
@@ -23,7 +24,7 @@ TARGETS_REQ=""
 BUILD=1
 KEEP=0
 COLD_REMOUNT=1
-SEQ_REPEAT=""
+REPEAT=""
 WAIT_QUIET=0
 GROUPS_REQ="seq rand ingest meta"
 EXTRA=()
@@ -32,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=(--quick) ;;
     --targets) TARGETS_REQ=$2; shift ;;
     --workloads) GROUPS_REQ=$2; shift ;;
-    --seq-repeat) SEQ_REPEAT=$2; shift ;;
+    --repeat | --seq-repeat) REPEAT=$2; shift ;;
     --wait-quiet) WAIT_QUIET=$2; shift ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
@@ -51,8 +52,8 @@ die() { log "ERROR: $*"; exit 2; }
 command -v python3 >/dev/null || die "python3 is needed for the summary table"
 command -v fusermount3 >/dev/null || die "fusermount3 is needed"
 
-[[ -n $SEQ_REPEAT ]] || SEQ_REPEAT=$([[ ${#QUICK[@]} -gt 0 ]] && echo 1 || echo 3)
-[[ $SEQ_REPEAT =~ ^[1-9][0-9]*$ ]] || die "--seq-repeat needs a positive number"
+[[ -n $REPEAT ]] || REPEAT=$([[ ${#QUICK[@]} -gt 0 ]] && echo 1 || echo 3)
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a positive number"
 
 # --- build ------------------------------------------------------------------------------------
 STRATA=$REPO/build/release/cli/strata
@@ -199,16 +200,18 @@ log "targets: ${TARGETS[*]}${QUICK:+ (quick)}"
 
 # --- workloads, interleaved across targets ---------------------------------------------------
 # Each entry is name:kind; a read workload gets cold FUSE daemons (remount) on top of the dropped
-# kernel caches. Sequential workloads run SEQ_REPEAT times (write, read, write, read...).
+# kernel caches. Sequential and random workloads run REPEAT times (write, read, write, read...;
+# the random file is recreated each time, as randread checks its bytes): single runs of them
+# swing 1.5-3x on a shared machine.
 WORKLOADS=()
 for g in $GROUPS_REQ; do
   case $g in
     seq)
       for kind in ct random; do
-        for ((r = 0; r < SEQ_REPEAT; r++)); do WORKLOADS+=("seqwrite:$kind" "seqread:$kind"); done
+        for ((r = 0; r < REPEAT; r++)); do WORKLOADS+=("seqwrite:$kind" "seqread:$kind"); done
       done
       ;;
-    rand) WORKLOADS+=(randfile randread randwrite) ;;
+    rand) for ((r = 0; r < REPEAT; r++)); do WORKLOADS+=(randfile randread randwrite); done ;;
     ingest) WORKLOADS+=(ingest pacsread) ;;
     meta) WORKLOADS+=(meta) ;;
     *) die "unknown workload group $g (seq rand ingest meta)" ;;

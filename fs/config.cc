@@ -334,8 +334,9 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
 
   ASSIGN_OR_RETURN(const toml::table* cache, table("cache", false));
   if (cache) {
-    RETURN_IF_ERROR(CheckKeys(*cache, {"chunk_cache", "dirty_limit", "read_cache", "cold_readers"},
-                              "cache", source));
+    RETURN_IF_ERROR(CheckKeys(
+        *cache, {"chunk_cache", "dirty_limit", "dirty_expire", "read_cache", "cold_readers"},
+        "cache", source));
     ASSIGN_OR_RETURN(c.read_cache_bytes,
                      GetSize(*cache, "read_cache", c.read_cache_bytes, "cache", source));
     if (const toml::node* n = cache->get("cold_readers")) {
@@ -350,6 +351,16 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
                      GetSize(*cache, "dirty_limit", c.dirty_limit_bytes, "cache", source));
     if (c.dirty_limit_bytes < 4 * uint64_t{c.chunk_size})
       return Status::InvalidArgument(source + ": [cache] dirty_limit must hold at least 4 chunks");
+    if (const toml::node* n = cache->get("dirty_expire")) {
+      int64_t ms = -1;
+      if (n->is_string())
+        if (auto r = ParseDurationMs(**n->as_string()); r.ok()) ms = *r;
+      if (ms < 10 || ms > 60000)
+        return Status::InvalidArgument(Where(source, n->source()) +
+                                       ": [cache] dirty_expire must be a duration between 10ms "
+                                       "and 60s, e.g. \"5s\"");
+      c.dirty_expire_ms = ms;
+    }
   }
   ASSIGN_OR_RETURN(const toml::table* journal, table("journal", false));
   if (journal) {

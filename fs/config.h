@@ -13,8 +13,9 @@
 //   [cache]
 //   chunk_cache = "256MiB"     # decoded chunks kept in memory
 //   dirty_limit = "256MiB"     # unflushed file data held in memory
+//   dirty_expire = "5s"        # unsynced file data reaches the journal at most this late
 //   [journal]
-//   commit_interval = "1s"     # unsynced changes become durable at most this late
+//   commit_interval = "1s"     # unsynced metadata changes become durable at most this late
 //   [tiers.archive]            # any number of cold tiers (docs/tiering.md)
 //   kind = "directory"         # or "s3"
 //   path = "/srv/archive"
@@ -66,6 +67,10 @@ struct Config {
   uint64_t chunk_cache_bytes = 256ull << 20;
   uint64_t dirty_limit_bytes = 256ull << 20;
   int64_t commit_interval_ms = 1000;
+  // Unsynced file data is handed to the journal once it has been dirty this long (and is
+  // durable at the next commit). Shorter than ext4's 30 s writeback and equal to its 5 s
+  // journal commit: a chunk rewritten all the time is resealed once per expiry, not per second.
+  int64_t dirty_expire_ms = 5000;
   std::vector<TierConfig> tiers;             // cold tiers, in config order (not the hot tier)
   std::string policy_file;                   // empty: no policy, nothing migrates
   int64_t policy_interval_ms = 3600 * 1000;  // 0: no background passes

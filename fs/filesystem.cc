@@ -241,7 +241,7 @@ void Filesystem::CommitterLoop() {
     committer_cv_.wait_for(l, std::chrono::milliseconds(config_.commit_interval_ms));
     if (stopping_) break;
     l.unlock();
-    Status s = FlushOlderThan(Now() - config_.commit_interval_ms * 1000000);
+    Status s = FlushOlderThan(Now() - config_.dirty_expire_ms * 1000000);
     if (s.ok()) s = SyncAndCommit();
     if (!s.ok()) log::Error("filesystem {}: background commit: {}", sb_.name, s.ToString());
     l.lock();

@@ -25,11 +25,20 @@ TEST(ConfigTest, MinimalConfigUsesDefaults) {
 
 TEST(ConfigTest, SizesAndDurations) {
   std::string t = std::string(kMinimal) +
-                  "[cache]\nchunk_cache = \"64MiB\"\n[journal]\ncommit_interval = \"250ms\"\n";
+                  "[cache]\nchunk_cache = \"64MiB\"\ndirty_expire = \"30s\"\n"
+                  "[journal]\ncommit_interval = \"250ms\"\n";
   auto c = ParseConfig(t, "x.toml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->chunk_cache_bytes, 64u << 20);
   EXPECT_EQ(c->commit_interval_ms, 250);
+  EXPECT_EQ(c->dirty_expire_ms, 30000);
+  EXPECT_EQ(ParseConfig(kMinimal, "x.toml")->dirty_expire_ms, 5000);
+  for (const char* bad : {"\"5ms\"", "\"2m\"", "5", "\"soon\""}) {
+    c = ParseConfig(std::string(kMinimal) + "[cache]\ndirty_expire = " + bad + "\n", "x.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("x.toml:9"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("dirty_expire"), std::string::npos);
+  }
 }
 
 TEST(ConfigTest, CompactionThreshold) {

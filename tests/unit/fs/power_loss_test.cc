@@ -35,6 +35,7 @@ class PowerLossTest : public ::testing::TestWithParam<uint32_t> {
     config_.chunk_size = 8192;
     config_.segment_size = 256 * 1024;  // many segment rotations
     config_.commit_interval_ms = 20;
+    config_.dirty_expire_ms = 20;  // the committer also seals data, under the cuts
     ASSERT_TRUE(Filesystem::Mkfs(config_, Env::Default()).ok());
   }
   void TearDown() override { sfs::remove_all(root_); }
