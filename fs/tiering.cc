@@ -143,6 +143,7 @@ Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
   if (read_only_ && !options.dry_run) return Status::Posix(EROFS, "read-only filesystem");
   std::lock_guard<std::mutex> pass(migrate_mu_);
   if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
+  ScopedThreadNice background(kBackgroundNice);  // hot reads and writes come first
   {
     std::lock_guard<std::mutex> l(tiering_mu_);
     status_.pass_running = true;
@@ -372,6 +373,7 @@ void Filesystem::MaybeQueueRecallLocked(uint64_t ino, int64_t atime_before) {
 }
 
 void Filesystem::RecallLoop() {
+  SetThreadNice(kBackgroundNice);
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
     recall_cv_.wait(l, [&] { return tiering_stop_ || !recalls_.empty(); });
@@ -418,6 +420,7 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
     return Status::InvalidArgument("no tier named '" + tier + "'");
   std::lock_guard<std::mutex> pass(migrate_mu_);
   if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
+  ScopedThreadNice background(kBackgroundNice);  // hot reads and writes come first
   Builders builders;
   Status s = MoveChunksOf(ino, tier, nullptr, &builders);
   for (auto& [t, b] : builders) {
@@ -628,8 +631,10 @@ TieringStatus Filesystem::GetTieringStatus() {
 
 void Filesystem::StartTiering() {
   unsigned n = static_cast<unsigned>(config_.cold_readers);
-  cold_readers_ = std::make_unique<WorkerPool>(n);
-  fetchers_ = std::make_unique<WorkerPool>(n);
+  // Reads that wait on a cold tier run below the FUSE workers serving hot data, so a burst of
+  // cold reads (decryption, decompression, HTTP) takes the CPU that hot reads leave.
+  cold_readers_ = std::make_unique<WorkerPool>(n, kColdReadNice);
+  fetchers_ = std::make_unique<WorkerPool>(n, kColdReadNice);
   if (read_only_ || !background_tiering_) return;
   if (!config_.policy_file.empty()) {
     recall_running_ = true;

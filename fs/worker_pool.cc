@@ -1,10 +1,29 @@
 #include "fs/worker_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 namespace strata::fs {
 
-WorkerPool::WorkerPool(unsigned threads) {
+void SetThreadNice(int nice) {
+  // POSIX says the process; Linux applies PRIO_PROCESS with a thread id to that thread only.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+}
+
+ScopedThreadNice::ScopedThreadNice(int nice) {
+  errno = 0;
+  before_ = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  if (errno != 0) before_ = 0;
+  if (nice > before_) SetThreadNice(nice);
+}
+
+ScopedThreadNice::~ScopedThreadNice() { SetThreadNice(before_); }
+
+WorkerPool::WorkerPool(unsigned threads, int nice) {
   if (threads == 0) threads = 1;
-  for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this] { Loop(); });
+  for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this, nice] { Loop(nice); });
 }
 
 WorkerPool::~WorkerPool() {
@@ -24,7 +43,8 @@ void WorkerPool::Submit(std::function<void()> job) {
   cv_.notify_one();
 }
 
-void WorkerPool::Loop() {
+void WorkerPool::Loop(int nice) {
+  if (nice != 0) SetThreadNice(nice);
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
     cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });

@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <regex>
@@ -225,7 +226,8 @@ class TieringS3It : public MountFixture {
     const std::pair<const char*, const std::string*> timeouts[] = {
         {"connect_timeout", &connect_timeout_},
         {"request_timeout", &request_timeout_},
-        {"read_timeout", &read_timeout_}};
+        {"read_timeout", &read_timeout_},
+        {"readahead", &readahead_}};
     for (const auto& [key, value] : timeouts)
       if (!value->empty()) extra_config_.push_back(std::string(key) + " = \"" + *value + "\"");
     extra_config_.insert(extra_config_.end(),
@@ -378,6 +380,7 @@ class TieringS3It : public MountFixture {
   // --- set by subclasses in their constructor ---
   bool own_rgw_ = false;  // the tier talks to a radosgw of this test's own
   std::string connect_timeout_, request_timeout_, read_timeout_;  // empty: the defaults
+  std::string readahead_;                                         // empty: the default
 
   std::string prefix_, endpoint_, credentials_, policy_, rgw_;
   bool rgw_running_ = false, rgw_frozen_ = false;
@@ -682,6 +685,62 @@ TEST_F(TieringS3OutageIt, ColdReadGivesUpAtReadTimeoutWhenTheServerHangs) {
   }
   ASSERT_TRUE(ok) << "the cold file does not read 30 s after S3 answers again";
   EXPECT_TRUE(got == cold) << "the cold file differs once S3 answers again";
+}
+
+// 4c. Many cold reads hung at once (more than the kernel's default of 12 outstanding
+// readahead requests per mount): a hot read is still served while every one of them waits.
+// Each cold file is its own fetch (no readahead), so the status shows when all are waiting.
+class TieringS3ManyHungReadsIt : public TieringS3OutageIt {
+ protected:
+  TieringS3ManyHungReadsIt() { readahead_ = "0"; }
+};
+
+TEST_F(TieringS3ManyHungReadsIt, HotReadsAreServedWhileManyColdReadsHang) {
+  constexpr int kCold = 24;
+  std::vector<std::string> cold;
+  for (int i = 0; i < kCold; ++i) {
+    const std::string path = "studies/s/img" + std::to_string(i) + ".dcm";
+    ASSERT_NO_FATAL_FAILURE(WriteOld(path, CtLike(150000, static_cast<uint32_t>(40 + i))));
+    cold.push_back(mnt() + "/" + path);
+  }
+  const std::string hot = CtLike(300000, 11);
+  ASSERT_NO_FATAL_FAILURE(WriteFile("hot.dcm", hot));
+  EXPECT_CONTAINS(Migrate(), "moved " + std::to_string(kCold) + " files");
+  ASSERT_NO_FATAL_FAILURE(RemountCold());
+  ASSERT_TRUE(SignalOwnRgw(SIGSTOP)) << "cannot freeze radosgw " << rgw_;
+  rgw_frozen_ = true;
+
+  std::vector<std::unique_ptr<ColdRead>> reads;
+  for (const auto& p : cold) {
+    reads.push_back(std::make_unique<ColdRead>(p));
+    ASSERT_TRUE(reads.back()->opened()) << p << ": " << strerror(errno);
+  }
+  auto any_done = [&] {
+    for (const auto& r : reads)
+      if (r->done) return true;
+    return false;
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  uint64_t fetches = 0;
+  while ((fetches = JsonNumber(StatusJson(), "cold_fetches").value_or(0)) < kCold && !any_done() &&
+         Clock::now() < deadline) {
+  }
+  ASSERT_EQ(fetches, static_cast<uint64_t>(kCold)) << "not every cold read reached the tier";
+  const auto t0 = Clock::now();
+  std::string got;
+  const bool hot_ok = ReadWholeFile(mnt() + "/hot.dcm", &got);
+  const double hot_s = SecondsSince(t0);
+  const bool all_waiting = !any_done();
+  for (auto& r : reads) r->Join();
+  EXPECT_TRUE(hot_ok && got == hot) << "hot read while S3 hangs failed or differs";
+  EXPECT_TRUE(all_waiting) << "the hot read waited for cold ones to give up (" << hot_s << " s)";
+  for (size_t i = 0; i < reads.size(); ++i) {
+    EXPECT_EQ(reads[i]->n, -1) << cold[i] << " returned data from a hung server";
+    EXPECT_EQ(reads[i]->err, EIO) << cold[i] << ": " << strerror(reads[i]->err);
+  }
+  std::printf("[ metrics  ] hot read with %d cold reads hung: %.3f s\n", kCold, hot_s);
+  ASSERT_TRUE(SignalOwnRgw(SIGCONT));
+  rgw_frozen_ = false;
 }
 
 // 5. A damaged object: one flipped byte in a record's payload is EIO for that file (never
