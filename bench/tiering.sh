@@ -19,6 +19,7 @@
 #   --keep           keep the scratch directory (and print its path)
 # Environment: BENCH_TMPDIR  where to make the scratch directory (as bench/run.sh)
 #              BENCH_JOBS    build parallelism (default 2: the machine is shared)
+#              BENCH_CONFIG_EXTRA  TOML tables appended to strata's config (experiments)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -283,6 +284,8 @@ credentials_file = "$FS/s3.credentials"
 ${READAHEAD:+readahead = \"$READAHEAD\"}
 EOF
     fi
+    # Whole tables for experiments, e.g. BENCH_CONFIG_EXTRA=$'[cache]\ncold_readers = 12'.
+    if [[ -n ${BENCH_CONFIG_EXTRA:-} ]]; then printf '%s\n' "$BENCH_CONFIG_EXTRA"; fi
   } >"$FS/config.toml"
   # The policy grows one rule per migration measured; each pass reloads it.
   : >"$FS/policy.toml"
