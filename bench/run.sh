@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds strata and strata_fsbench (release preset), mounts strata (and gocryptfs if installed)
 # in a scratch directory on the repository's disk, runs every workload against every target
-# interleaved (for each workload: plain, strata, gocryptfs), and prints a table with ratios and
-# the issue's targets as PASS/FAIL lines (information, not asserts). See bench/README.md.
+# interleaved (for each workload: plain, strata, null, gocryptfs), and prints a table with ratios
+# and the issue's targets as PASS/FAIL lines (information, not asserts). See bench/README.md.
+# "null" is strata mounted with --null-data (file contents discarded, read back as zeros): the
+# FUSE ceiling, so a data figure splits into FUSE's cost and the engine's.
 #
-# usage: bench/run.sh [--quick] [--targets "plain strata gocryptfs"] [--workloads "seq rand ..."]
+# usage: bench/run.sh [--quick] [--targets "plain strata null gocryptfs"] [--workloads "seq ..."]
 #                     [--repeat N] [--wait-quiet SECONDS] [--no-build] [--keep]
 #                     [--no-cold-remount]
 #                     [-- extra strata_fsbench options]
@@ -68,11 +70,11 @@ fi
 [[ -x $STRATA && -x $FSBENCH ]] || die "missing $STRATA or $FSBENCH (build first)"
 
 # --- targets ----------------------------------------------------------------------------------
-TARGETS=(plain strata)
+TARGETS=(plain strata null)
 if command -v gocryptfs >/dev/null; then TARGETS+=(gocryptfs); else log "gocryptfs not installed: skipped"; fi
 if [[ -n $TARGETS_REQ ]]; then read -r -a TARGETS <<<"$TARGETS_REQ"; fi
 for t in "${TARGETS[@]}"; do
-  case $t in plain|strata|gocryptfs) ;; *) die "unknown target $t" ;; esac
+  case $t in plain|strata|null|gocryptfs) ;; *) die "unknown target $t" ;; esac
 done
 
 # --- scratch directory: a real disk, the repository's ----------------------------------------
@@ -146,8 +148,10 @@ wait_mounted() {
 mount_target() {
   local t=$1
   case $t in
-    strata)
-      "$STRATA" mount "$WORK/strata/config.toml" "${MNT[$t]}" --foreground >>"$WORK/$t.log" 2>&1 &
+    strata | null)
+      # null: the same daemon discarding file data (strata mount --null-data): FUSE's own cost.
+      "$STRATA" mount "$WORK/$t/config.toml" "${MNT[$t]}" --foreground \
+        $([[ $t == null ]] && echo --null-data) >>"$WORK/$t.log" 2>&1 &
       PID[$t]=$!
       ;;
     gocryptfs)
@@ -169,14 +173,14 @@ setup_target() {
       DIRS[$t]=$d/data HOT[$t]=$d/data
       mkdir -p "$d/data"
       ;;
-    strata)
+    strata | null)
       MNT[$t]=$d/mnt DIRS[$t]=$d/mnt HOT[$t]=$d/hot
       mkdir -p "$d/hot" "$d/mnt"
       head -c 32 /dev/urandom >"$d/key"
       chmod 600 "$d/key"
       cat >"$d/config.toml" <<EOF
 [filesystem]
-name = "bench"
+name = "bench-$t"
 [keys]
 key_file = "$d/key"
 [tiers.hot]
@@ -225,7 +229,8 @@ run_workload() {
     mount_target "$t"
   fi
   local args=("$name" --dir "${DIRS[$t]}" --target "$t" --kind "$kind" --json "$JSONL")
-  [[ $name == seqwrite ]] && args+=(--hot "${HOT[$t]}")
+  [[ $name == seqwrite && $t != null ]] && args+=(--hot "${HOT[$t]}")
+  [[ $t == null ]] && args+=(--no-verify)
   if ! "$FSBENCH" "${args[@]}" "${QUICK[@]}" "${EXTRA[@]}" | { grep '^#' || true; } |
     sed 's/^# /  /'; then
     die "$name on $t failed"
@@ -325,7 +330,7 @@ def fmt(v):
         return f"{v:.1f}"
     return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
 
-ratio_cols = [t for t in ("plain", "gocryptfs") if t in targets and "strata" in targets]
+ratio_cols = [t for t in ("plain", "null", "gocryptfs") if t in targets and "strata" in targets]
 head = ["figure", "unit"] + targets + [f"strata/{t}" for t in ratio_cols]
 table = []
 worse_than_gocryptfs, compared = [], 0

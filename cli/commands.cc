@@ -138,7 +138,7 @@ int MkfsMain(const std::string& config_path) {
 }
 
 int MountMain(const std::string& config_path, const std::string& mountpoint,
-              const std::vector<std::string>& raw_options, bool foreground) {
+              const std::vector<std::string>& raw_options, bool foreground, bool null_data) {
   auto cfg = fs::LoadConfig(config_path);
   if (!cfg.ok()) return Fail(cfg.status());
   struct stat st;
@@ -150,6 +150,7 @@ int MountMain(const std::string& config_path, const std::string& mountpoint,
   for (const auto& o : options)
     if (o == "ro") open.read_only = true;
   if (!IsMounted(cfg->name)) open.lock_wait_ms = 30000;
+  open.null_data = null_data;
   // Expanded keys live in OpenSSL's heap too: keep the daemon out of core dumps entirely.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   auto fs = fs::Filesystem::Open(*cfg, Env::Default(), open);
@@ -209,7 +210,7 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string config, mountpoint;
   std::vector<std::string> options;
-  bool foreground = false;
+  bool foreground = false, null_data = false;
 
   auto* mkfs = app.add_subcommand("mkfs", "create a filesystem described by CONFIG");
   mkfs->add_option("config", config, "filesystem config (TOML)")->required();
@@ -219,6 +220,9 @@ int Main(int argc, char** argv) {
   mount->add_option("mountpoint", mountpoint, "directory to mount on")->required();
   mount->add_option("-o", options, "mount options (allow_other, ro, ...)");
   mount->add_flag("-f,--foreground", foreground, "stay in the foreground");
+  mount->add_flag("--null-data", null_data,
+                  "benchmarks only: file contents are DISCARDED and read back as zeros, so a "
+                  "benchmark measures FUSE's own cost (names and sizes are kept)");
 
   MigrateArgs margs;
   auto* migrate =
@@ -238,7 +242,7 @@ int Main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   if (*mkfs) return MkfsMain(config);
-  if (*mount) return MountMain(config, mountpoint, options, foreground);
+  if (*mount) return MountMain(config, mountpoint, options, foreground, null_data);
   if (*migrate) return MigrateMain(config, margs);
   return kExitUsage;
 }

@@ -13,8 +13,9 @@ inline constexpr int kExitUsage = 1;
 inline constexpr int kExitFailed = 2;
 
 int MkfsMain(const std::string& config_path);
+// `null_data`: benchmarks only; see fs::OpenOptions::null_data.
 int MountMain(const std::string& config_path, const std::string& mountpoint,
-              const std::vector<std::string>& options, bool foreground);
+              const std::vector<std::string>& options, bool foreground, bool null_data = false);
 struct MigrateArgs {
   bool dry_run = false;
   bool status = false;

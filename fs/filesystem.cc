@@ -122,6 +122,12 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   const Config& c = config_;
   read_only_ = options.read_only;
   background_tiering_ = options.background_tiering;
+  null_data_ = options.null_data;
+  if (null_data_)
+    log::Warn(
+        "filesystem {}: mounted with null data (a benchmark): file contents written now "
+        "are discarded",
+        config_.name);
   RETURN_IF_ERROR(CheckHotDir(c));
   ASSIGN_OR_RETURN(bool has_sb, env_->FileExists(SuperblockPath(c)));
   if (!has_sb)

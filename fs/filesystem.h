@@ -112,6 +112,10 @@ struct OpenOptions {
   int64_t lock_wait_ms = 0;
   // Run migration passes in the background on the config's schedule (after Start).
   bool background_tiering = true;
+  // Benchmarks only: file contents are discarded (no buffers, chunks or seals) and read back
+  // as zeros; sizes, names and every namespace change still go through the journal. Runs of
+  // the same workload with and without it split a figure into FUSE's cost and the engine's.
+  bool null_data = false;
 };
 
 class Filesystem {
@@ -391,6 +395,7 @@ class Filesystem {
   TieringStatus status_;  // pass_running, progress, last pass, backlog
   bool tiering_stop_ = false;
   bool background_tiering_ = true;
+  bool null_data_ = false;  // OpenOptions::null_data
   std::thread tierer_;
   // Files read from a cold tier, for the recall thread to decide on. GUARDED_BY(tiering_mu_).
   static constexpr size_t kMaxRecallQueue = 4096;

@@ -170,6 +170,30 @@ TEST_F(LifecycleTest, ReadOnlyMount) {
   ExpectProbe("after the read-only mount");
 }
 
+// The benchmarks' FUSE ceiling (`--null-data`): names and sizes are kept, contents are not, and
+// the daemon says so in its log.
+TEST_F(LifecycleTest, NullDataMountKeepsSizesAndDiscardsContents) {
+  ASSERT_NO_FATAL_FAILURE(WriteProbe());
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  mount_args_ = {"--null-data"};
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_NE(DaemonLog().find("file contents written now are discarded"), std::string::npos)
+      << DaemonLog();
+  const std::string written(300000, 'x'), zeros(300000, '\0');
+  ASSERT_TRUE(WriteWholeFile(mnt() + "/bench.dat", written, 0644));
+  // (Read back on this mount, the kernel's page cache still holds what was written.)
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  mount_args_.clear();
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st {};
+  std::string back;
+  ASSERT_EQ(stat((mnt() + "/bench.dat").c_str(), &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_size, 300000);
+  ASSERT_TRUE(ReadWholeFile(mnt() + "/bench.dat", &back));
+  EXPECT_TRUE(back == zeros) << "the contents written with null data came back";
+  ExpectProbe("after a null-data mount");
+}
+
 TEST_F(LifecycleTest, WrongKeyIsRefused) {
   ASSERT_NO_FATAL_FAILURE(WriteProbe());
   ASSERT_NO_FATAL_FAILURE(Unmount());

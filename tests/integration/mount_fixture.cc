@@ -383,6 +383,7 @@ MountFixture::MountAttempt MountFixture::TryMount(milliseconds timeout) {
   ++mount_count_;
   log_path_ = root_ + "/daemon-" + std::to_string(mount_count_) + ".log";
   std::vector<std::string> argv = {StrataBinary(), "mount", config_, mnt_, "--foreground"};
+  argv.insert(argv.end(), mount_args_.begin(), mount_args_.end());
   if (!mount_options_.empty()) {
     std::string opts;
     for (const std::string& o : mount_options_) opts += (opts.empty() ? "" : ",") + o;
