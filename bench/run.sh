@@ -150,8 +150,10 @@ mount_target() {
   case $t in
     strata | null)
       # null: the same daemon discarding file data (strata mount --null-data): FUSE's own cost.
-      "$STRATA" mount "$WORK/$t/config.toml" "${MNT[$t]}" --foreground \
-        $([[ $t == null ]] && echo --null-data) >>"$WORK/$t.log" 2>&1 &
+      local extra=()
+      [[ $t == null ]] && extra=(--null-data)
+      "$STRATA" mount "$WORK/$t/config.toml" "${MNT[$t]}" --foreground "${extra[@]}" \
+        >>"$WORK/$t.log" 2>&1 &
       PID[$t]=$!
       ;;
     gocryptfs)

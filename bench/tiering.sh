@@ -292,6 +292,9 @@ EOF
   "$STRATA" mkfs "$FS/config.toml" >>"$FS/daemon.log" 2>&1 || die "strata mkfs failed: $(tail -3 "$FS/daemon.log")"
   mount_strata
   log "strata mounted on $MNT; tiers: hot, archive (directory, same disk)$([[ $USE_S3 == 1 ]] && echo ", cloud (S3 $STRATA_S3_ENDPOINT)")"
+  if [[ -n ${BENCH_CONFIG_EXTRA:-} ]]; then
+    log "NOT the default config: BENCH_CONFIG_EXTRA appended ${BENCH_CONFIG_EXTRA//$'\n'/; }"
+  fi
 
   # Trees: plain/data/pacs (baseline), mnt/hot/pacs (stays hot), mnt/dir/pacs -> archive,
   # mnt/s3/pacs -> cloud. Ingest is the fsbench PACS ingest (4 writers, fsync per file).

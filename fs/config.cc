@@ -351,16 +351,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
                      GetSize(*cache, "dirty_limit", c.dirty_limit_bytes, "cache", source));
     if (c.dirty_limit_bytes < 4 * uint64_t{c.chunk_size})
       return Status::InvalidArgument(source + ": [cache] dirty_limit must hold at least 4 chunks");
-    if (const toml::node* n = cache->get("dirty_expire")) {
-      int64_t ms = -1;
-      if (n->is_string())
-        if (auto r = ParseDurationMs(**n->as_string()); r.ok()) ms = *r;
-      if (ms < 10 || ms > 60000)
-        return Status::InvalidArgument(Where(source, n->source()) +
-                                       ": [cache] dirty_expire must be a duration between 10ms "
-                                       "and 60s, e.g. \"5s\"");
-      c.dirty_expire_ms = ms;
-    }
+    ASSIGN_OR_RETURN(c.dirty_expire_ms, GetDuration(*cache, "dirty_expire", c.dirty_expire_ms,
+                                                    "cache", source, 10, 60000));
   }
   ASSIGN_OR_RETURN(const toml::table* journal, table("journal", false));
   if (journal) {

@@ -13,7 +13,7 @@
 //   [cache]
 //   chunk_cache = "256MiB"     # decoded chunks kept in memory
 //   dirty_limit = "256MiB"     # unflushed file data held in memory
-//   dirty_expire = "5s"        # unsynced file data reaches the journal at most this late
+//   dirty_expire = "5s"        # unsynced file data dirty this long goes to the next commit
 //   [journal]
 //   commit_interval = "1s"     # unsynced metadata changes become durable at most this late
 //   [tiers.archive]            # any number of cold tiers (docs/tiering.md)

@@ -388,6 +388,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (null_data_) {  // a benchmark of FUSE alone: the size moves, the bytes go nowhere
     if (offset + data.size() > f->size) f->size = offset + data.size();
     f->mtime = Now();
+    f->null_written = true;
     return data.size();
   }
   size_t pos = 0;
@@ -426,8 +427,8 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   // Over the dirty limit (all files): hand this file's oldest dirty chunks, not the ones this
   // write touched, to the sealers until 1/32 of the limit is free again: a writer crossing it
   // waits for a few dozen seals at most (SubmitChunk bounds the chunks in flight per file).
-  // Under it, a chunk stays buffered until it is full, flushed, or older than the commit
-  // interval: random writes to a file then cost one seal per chunk, not one per write.
+  // Under it, a chunk stays buffered until it is full, flushed, or older than dirty_expire:
+  // random writes to a file then cost one seal per chunk, not one per write.
   const auto limit = static_cast<int64_t>(config_.dirty_limit_bytes);
   if (dirty_bytes_.load() > limit) {
     const uint64_t first = offset / cs, last = (offset + data.size() - 1) / cs;
@@ -549,17 +550,23 @@ Status Filesystem::Drain(OpenInode* f, std::unique_lock<std::mutex>& lk) {
 
 Status Filesystem::FlushAll(uint64_t ino, const std::shared_ptr<OpenInode>& f,
                             std::unique_lock<std::mutex>& lk) {
-  if (null_data_ && f->size > f->persisted_size) {
-    // No chunk op carries the size: record it (lock order: the inode's mu, then mu_).
+  if (null_data_ && f->null_written) {
+    // No chunk op carries size and mtime: record them, at flush, close and fsync only (lock
+    // order: the inode's mu, then mu_).
     meta::Op op;
     op.kind = meta::OpKind::kSetAttr;
     op.ino = ino;
-    op.mask = meta::kSetSize | meta::kSetMtime | meta::kSetCtime;
-    op.size = f->size;
-    op.mtime = op.ctime = f->mtime;
+    op.mask = meta::kSetMtime | meta::kSetCtime;
+    op.mtime = f->mtime;
+    op.ctime = Now();
+    if (f->size > f->persisted_size) {
+      op.mask |= meta::kSetSize;
+      op.size = f->size;
+    }
     std::lock_guard<std::mutex> l(mu_);
     RETURN_IF_ERROR(LogLocked(op));
-    f->persisted_size = op.size;
+    if (op.mask & meta::kSetSize) f->persisted_size = op.size;
+    f->null_written = false;
   }
   while (!f->dirty.empty()) RETURN_IF_ERROR(SubmitChunk(ino, f, lk, f->dirty.begin()->first));
   return Drain(f.get(), lk);

@@ -123,11 +123,8 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   read_only_ = options.read_only;
   background_tiering_ = options.background_tiering;
   null_data_ = options.null_data;
-  if (null_data_)
-    log::Warn(
-        "filesystem {}: mounted with null data (a benchmark): file contents written now "
-        "are discarded",
-        config_.name);
+  if (null_data_ && read_only_)
+    return Status::InvalidArgument("--null-data (a benchmark mount) cannot be read-only");
   RETURN_IF_ERROR(CheckHotDir(c));
   ASSIGN_OR_RETURN(bool has_sb, env_->FileExists(SuperblockPath(c)));
   if (!has_sb)
@@ -162,6 +159,20 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
     return Status::Corruption(KeyringPath(c) + " belongs to another filesystem");
   keys_ = crypto::FsKeys::FromMaster(master.value());
 
+  if (null_data_) {
+    // A benchmark mount discards contents and reads zeros: never over a filesystem that holds
+    // data, where it would hide every file and make truncates and renames destroy them.
+    ASSIGN_OR_RETURN(auto meta, meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, true));
+    ASSIGN_OR_RETURN(bool has_data, meta->HasChunks());
+    if (has_data)
+      return Status::InvalidArgument(
+          "--null-data is for benchmarks on a filesystem that holds no file data; '" + sb_.name +
+          "' at " + c.hot_path + " holds some: refused, nothing was changed");
+    log::Warn(
+        "filesystem {}: mounted with --null-data (a benchmark): file contents written now are "
+        "discarded and read back as zeros",
+        sb_.name);
+  }
   if (c.chunk_size != sb_.chunk_size || c.segment_size != sb_.segment_size)
     log::Warn("{}: chunk_size/segment_size are fixed at mkfs; using {} / {} from the superblock",
               c.source, sb_.chunk_size, sb_.segment_size);

@@ -5,7 +5,7 @@
 // Every change is one journal record (sealed with AES-256-GCM) followed by the same op
 // applied to the SQLite view, both under mu_. File data is buffered per open inode in
 // chunk-sized dirty buffers and written as sealed, zstd-compressed kData records when a chunk
-// fills, on flush/fsync, under memory pressure, or after commit_interval.
+// fills, on flush/fsync, under memory pressure, or once dirty for dirty_expire.
 //
 // Lock order: OpenInode::mu (per inode, data) -> mu_ (metadata) -> journal internals.
 // No lock is held across a FUSE reply (the glue replies after these calls return).
@@ -222,6 +222,7 @@ class Filesystem {
     int inflight = 0;
     Status async_error;                     // the first failure of a sealing job, reported at drain
     std::condition_variable cv;             // signalled whenever a sealing job finishes
+    bool null_written = false;              // --null-data: written since the last flush
     bool accessed = false;                  // a read since the inode was opened saw to atime
     bool cold_seen = false;                 // ... and one read cold data (recall candidate)
     std::atomic<int64_t> atime_before{-1};  // the atime that read found (-1: not yet)

@@ -143,7 +143,6 @@ Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
   if (read_only_ && !options.dry_run) return Status::Posix(EROFS, "read-only filesystem");
   std::lock_guard<std::mutex> pass(migrate_mu_);
   if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
-  ScopedThreadNice background(kBackgroundNice);  // hot reads and writes come first
   {
     std::lock_guard<std::mutex> l(tiering_mu_);
     status_.pass_running = true;
@@ -373,7 +372,6 @@ void Filesystem::MaybeQueueRecallLocked(uint64_t ino, int64_t atime_before) {
 }
 
 void Filesystem::RecallLoop() {
-  SetThreadNice(kBackgroundNice);
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
     recall_cv_.wait(l, [&] { return tiering_stop_ || !recalls_.empty(); });
@@ -420,7 +418,6 @@ Status Filesystem::MoveFile(uint64_t ino, const std::string& tier) {
     return Status::InvalidArgument("no tier named '" + tier + "'");
   std::lock_guard<std::mutex> pass(migrate_mu_);
   if (stopping_tiering_.load()) return Status::Aborted("the filesystem is being unmounted");
-  ScopedThreadNice background(kBackgroundNice);  // hot reads and writes come first
   Builders builders;
   Status s = MoveChunksOf(ino, tier, nullptr, &builders);
   for (auto& [t, b] : builders) {

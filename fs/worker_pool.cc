@@ -7,19 +7,13 @@
 
 namespace strata::fs {
 
-void SetThreadNice(int nice) {
+void LowerThreadPriority(int nice) {
   // POSIX says the process; Linux applies PRIO_PROCESS with a thread id to that thread only.
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
-}
-
-ScopedThreadNice::ScopedThreadNice(int nice) {
+  const auto tid = static_cast<id_t>(::gettid());
   errno = 0;
-  before_ = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
-  if (errno != 0) before_ = 0;
-  if (nice > before_) SetThreadNice(nice);
+  const int now = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0 && now < nice) (void)::setpriority(PRIO_PROCESS, tid, nice);
 }
-
-ScopedThreadNice::~ScopedThreadNice() { SetThreadNice(before_); }
 
 WorkerPool::WorkerPool(unsigned threads, int nice) {
   if (threads == 0) threads = 1;
@@ -44,7 +38,7 @@ void WorkerPool::Submit(std::function<void()> job) {
 }
 
 void WorkerPool::Loop(int nice) {
-  if (nice != 0) SetThreadNice(nice);
+  if (nice != 0) LowerThreadPriority(nice);
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
     cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });

@@ -12,30 +12,18 @@
 
 namespace strata::fs {
 
-// CPU priorities of the work that must not slow hot reads and writes down: threads serving
-// reads that wait on a cold tier, and migration, compaction and recall passes.
+// The CPU priority of the threads serving reads that wait on a cold tier: below the FUSE
+// workers serving hot data (bench/tiering.sh: hot readers kept ~1.4x their p99 during a burst of
+// cold reads against ~2.2x without it).
 inline constexpr int kColdReadNice = 5;
-inline constexpr int kBackgroundNice = 10;
 
-// Sets the calling thread's nice value (Linux: per thread). Best effort: a failure (an
-// unprivileged thread cannot lower it again) leaves the priority as it was.
-void SetThreadNice(int nice);
-
-// Runs the calling thread at `nice` for the scope's life, then restores its priority.
-class ScopedThreadNice {
- public:
-  explicit ScopedThreadNice(int nice);
-  ~ScopedThreadNice();
-  ScopedThreadNice(const ScopedThreadNice&) = delete;
-  ScopedThreadNice& operator=(const ScopedThreadNice&) = delete;
-
- private:
-  int before_;
-};
+// Lowers the calling thread's priority to `nice` (Linux: per thread) unless it already runs
+// at that or lower (a daemon started under `nice` or systemd's Nice=). Best effort.
+void LowerThreadPriority(int nice);
 
 class WorkerPool {
  public:
-  // `nice` > 0 runs the jobs at a lower CPU priority than the threads serving hot requests.
+  // `nice` > 0 runs the jobs at that lower CPU priority (LowerThreadPriority).
   explicit WorkerPool(unsigned threads, int nice = 0);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;

@@ -715,6 +715,14 @@ Result<std::vector<EntryRow>> MetaStore::ListEntries(uint64_t parent, uint64_t a
   return out;
 }
 
+Result<bool> MetaStore::HasChunks() {
+  PREP(q, "SELECT 1 FROM chunks LIMIT 1");
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE) return SqlError("look for chunks");
+  return false;
+}
+
 Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
   PREP(q, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1");
   q.Bind(1, ino);

@@ -100,6 +100,8 @@ class MetaStore {
   Result<std::optional<EntryRow>> LookupEntry(uint64_t parent, const std::string& name);
   // Entries of `parent` with cookie > after, in cookie order, at most `limit`.
   Result<std::vector<EntryRow>> ListEntries(uint64_t parent, uint64_t after, size_t limit);
+  // Whether any file holds stored data (a chunk row).
+  Result<bool> HasChunks();
   Result<bool> DirIsEmpty(uint64_t ino);
   Result<std::optional<ChunkRow>> GetChunk(uint64_t ino, uint64_t index);
   Result<std::optional<std::string>> GetXattr(uint64_t ino, const std::string& name);

@@ -170,11 +170,11 @@ TEST_F(LifecycleTest, ReadOnlyMount) {
   ExpectProbe("after the read-only mount");
 }
 
-// The benchmarks' FUSE ceiling (`--null-data`): names and sizes are kept, contents are not, and
-// the daemon says so in its log.
-TEST_F(LifecycleTest, NullDataMountKeepsSizesAndDiscardsContents) {
-  ASSERT_NO_FATAL_FAILURE(WriteProbe());
-  ASSERT_NO_FATAL_FAILURE(Unmount());
+// The benchmarks' FUSE ceiling (`--null-data`): on a filesystem without data, names and sizes
+// are kept and contents are not, and the daemon says so in its log; on one that holds data it
+// is refused, and nothing changes.
+TEST_F(LifecycleTest, NullDataMountKeepsSizesDiscardsContentsAndNeedsAnEmptyFilesystem) {
+  ASSERT_NO_FATAL_FAILURE(Unmount());  // freshly made: no file data yet
   mount_args_ = {"--null-data"};
   ASSERT_NO_FATAL_FAILURE(Mount());
   EXPECT_NE(DaemonLog().find("file contents written now are discarded"), std::string::npos)
@@ -191,7 +191,24 @@ TEST_F(LifecycleTest, NullDataMountKeepsSizesAndDiscardsContents) {
   EXPECT_EQ(st.st_size, 300000);
   ASSERT_TRUE(ReadWholeFile(mnt() + "/bench.dat", &back));
   EXPECT_TRUE(back == zeros) << "the contents written with null data came back";
-  ExpectProbe("after a null-data mount");
+
+  ASSERT_NO_FATAL_FAILURE(WriteProbe());  // real data now
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  mount_args_ = {"--null-data"};
+  MountAttempt a = TryMount();
+  if (a.mounted || !a.exited) {
+    if (a.mounted) RunCommand({"fusermount3", "-u", mnt()});
+    SignalDaemonAndWait(SIGKILL);
+    if (IsMountPoint(mnt())) RunCommand({"fusermount3", "-uz", mnt()});
+    FAIL() << "--null-data over a filesystem holding data "
+           << (a.mounted ? "mounted" : "neither mounted nor exited in 20 s") << "; log:\n"
+           << Tail(a.log, 4096);
+  }
+  EXPECT_NE(a.wait_status, 0);
+  EXPECT_NE(a.log.find("holds no file data"), std::string::npos) << a.log;
+  mount_args_.clear();
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ExpectProbe("after a refused null-data mount");
 }
 
 TEST_F(LifecycleTest, WrongKeyIsRefused) {

@@ -87,7 +87,8 @@ class MountFixture : public ::testing::Test {
   // --- What subclasses may set in their constructor, before SetUp runs. ---
   // Passed as `-o a,b,c` to every mount.
   std::vector<std::string> mount_options_;
-  // Extra arguments of every `strata mount` (e.g. --null-data).
+  // Extra arguments of every `strata mount` from now on (e.g. --null-data); tests may change
+  // it between mounts.
   std::vector<std::string> mount_args_;
   // Extra `key = value` lines for the config's [filesystem] table.
   std::vector<std::string> filesystem_config_;
