@@ -11,8 +11,8 @@
 #                     [--no-cold-remount]
 #                     [-- extra strata_fsbench options]
 #   --workloads   any of: seq rand ingest meta (default: all)
-#   --repeat      runs of each sequential and random workload (default 3, quick 1; --seq-repeat is
-#                 the old name); the table shows the median, and the range below it
+#   --repeat      runs of each sequential, random and metadata workload (default 3, quick 1;
+#                 --seq-repeat is the old name); the table shows the median, and the range below
 #   --wait-quiet  first wait up to SECONDS for the 1-minute load average to fall below 0.7
 # Environment: BENCH_TMPDIR  where to make the scratch directory (default: $TMPDIR or /tmp if it
 #                            is on the repository's disk, else build/bench/work)
@@ -206,9 +206,9 @@ log "targets: ${TARGETS[*]}${QUICK:+ (quick)}"
 
 # --- workloads, interleaved across targets ---------------------------------------------------
 # Each entry is name:kind; a read workload gets cold FUSE daemons (remount) on top of the dropped
-# kernel caches. Sequential and random workloads run REPEAT times (write, read, write, read...;
-# the random file is recreated each time, as randread checks its bytes): single runs of them
-# swing 1.5-3x on a shared machine.
+# kernel caches. Sequential, random and metadata workloads run REPEAT times (write, read, write,
+# read...; the random file is recreated each time, as randread checks its bytes): single runs
+# of them swing 1.5-3x on a shared machine (two mounts of the same daemon differed 1.8x).
 WORKLOADS=()
 for g in $GROUPS_REQ; do
   case $g in
@@ -219,7 +219,7 @@ for g in $GROUPS_REQ; do
       ;;
     rand) for ((r = 0; r < REPEAT; r++)); do WORKLOADS+=(randfile randread randwrite); done ;;
     ingest) WORKLOADS+=(ingest pacsread) ;;
-    meta) WORKLOADS+=(meta) ;;
+    meta) for ((r = 0; r < REPEAT; r++)); do WORKLOADS+=(meta); done ;;
     *) die "unknown workload group $g (seq rand ingest meta)" ;;
   esac
 done
