@@ -173,10 +173,10 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
       v.erase(std::remove(v.begin(), v.end(), f), v.end());
       if (v.empty()) fetches_.erase(segment);
     };
-    if (fetchers_ != nullptr)
-      fetchers_->Submit(std::move(job));
+    if (auto pool = fetchers_.find(tier_name); pool != fetchers_.end())
+      pool->second->Submit(std::move(job));
     else
-      job();
+      job();  // not started (tools and tests that never mount)
   }
   // The deadline is the fetch's, not this reader's: a reader that joins a fetch already
   // hanging (the kernel retrying a failed read) gives up with it, not read_timeout later.

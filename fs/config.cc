@@ -105,17 +105,19 @@ Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
                                      "' may contain only letters, digits, '-' and '_'");
   ASSIGN_OR_RETURN(c.kind, GetString(t, "kind", table, source, true));
   if (c.kind == "directory") {
-    RETURN_IF_ERROR(CheckKeys(t, {"kind", "path", "read_timeout", "readahead"}, table, source));
+    RETURN_IF_ERROR(CheckKeys(
+        t, {"kind", "path", "read_timeout", "readahead", "concurrent_fetches"}, table, source));
     ASSIGN_OR_RETURN(c.path, GetString(t, "path", table, source, true));
     if (c.path.front() != '/')
       return Status::InvalidArgument(Where(source, t.get("path")->source()) + ": [" + table +
                                      "] path must be absolute");
   } else if (c.kind == "s3") {
-    RETURN_IF_ERROR(CheckKeys(t,
-                              {"kind", "endpoint", "region", "bucket", "prefix", "storage_class",
-                               "credentials_file", "profile", "ca_file", "verify_tls", "addressing",
-                               "connect_timeout", "request_timeout", "read_timeout", "readahead"},
-                              table, source));
+    RETURN_IF_ERROR(CheckKeys(
+        t,
+        {"kind", "endpoint", "region", "bucket", "prefix", "storage_class", "credentials_file",
+         "profile", "ca_file", "verify_tls", "addressing", "connect_timeout", "request_timeout",
+         "read_timeout", "readahead", "concurrent_fetches"},
+        table, source));
     ASSIGN_OR_RETURN(c.endpoint, GetString(t, "endpoint", table, source, true));
     if (!c.endpoint.starts_with("http://") && !c.endpoint.starts_with("https://"))
       return Status::InvalidArgument(Where(source, t.get("endpoint")->source()) + ": [" + table +
@@ -154,6 +156,12 @@ Result<TierConfig> ParseTier(const std::string& name, const toml::table& t,
   if (c.readahead_bytes > kMaxReadahead)
     return Status::InvalidArgument(Where(source, t.get("readahead")->source()) + ": [" + table +
                                    "] readahead must be at most 64MiB");
+  if (const toml::node* n = t.get("concurrent_fetches")) {
+    if (!n->is_integer() || **n->as_integer() < 1 || **n->as_integer() > 256)
+      return Status::InvalidArgument(Where(source, n->source()) + ": [" + table +
+                                     "] concurrent_fetches must be an integer 1..256");
+    c.concurrent_fetches = static_cast<int>(**n->as_integer());
+  }
   return c;
 }
 

@@ -53,6 +53,9 @@ struct TierConfig {
   // (the neighbouring files of the same series, usually), keeping it in the read cache; 0: only
   // the chunks of the file being read.
   uint64_t readahead_bytes = 1ull << 20;
+  // Fetches (GETs, preads) in flight at once on this tier, each on a thread of the tier's own;
+  // more wait in this tier's queue, so a tier that hangs never holds up another's fetches.
+  int concurrent_fetches = 32;
 };
 inline constexpr uint64_t kMaxReadahead = 64ull << 20;
 

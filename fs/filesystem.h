@@ -384,8 +384,9 @@ class Filesystem {
   std::unordered_map<uint64_t, Placed> placement_;  // placement segment id; guarded by mu_
   std::unique_ptr<ReadCache> read_cache_;
   std::unique_ptr<WorkerPool> cold_readers_;  // ReadAsync jobs that wait on a tier
-  std::unique_ptr<WorkerPool> fetchers_;      // tier fetches (waiters give up at the timeout)
-  std::mutex fetch_mu_;                       // never held while waiting for mu_
+  // Per cold tier: its fetches (waiters give up at the timeout), concurrent_fetches threads.
+  std::map<std::string, std::unique_ptr<WorkerPool>> fetchers_;
+  std::mutex fetch_mu_;  // never held while waiting for mu_
   std::map<uint64_t, std::vector<std::shared_ptr<Fetch>>> fetches_;  // in flight, by segment
   std::atomic<uint64_t> cold_fetches_{0};
   std::mutex migrate_mu_;  // one pass at a time

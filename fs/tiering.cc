@@ -631,7 +631,9 @@ void Filesystem::StartTiering() {
   // Reads that wait on a cold tier run below the FUSE workers serving hot data, so a burst of
   // cold reads (decryption, decompression, HTTP) takes the CPU that hot reads leave.
   cold_readers_ = std::make_unique<WorkerPool>(n, kColdReadNice);
-  fetchers_ = std::make_unique<WorkerPool>(n, kColdReadNice);
+  for (const auto& t : config_.tiers)
+    fetchers_[t.name] =
+        std::make_unique<WorkerPool>(static_cast<unsigned>(t.concurrent_fetches), kColdReadNice);
   if (read_only_ || !background_tiering_) return;
   if (!config_.policy_file.empty()) {
     recall_running_ = true;
@@ -656,7 +658,7 @@ void Filesystem::StopTiering() {
   // wait for it to wind down before the caller closes the journal and the database.
   { std::lock_guard<std::mutex> pass(migrate_mu_); }
   cold_readers_.reset();
-  fetchers_.reset();
+  fetchers_.clear();
 }
 
 void Filesystem::TieringLoop() {

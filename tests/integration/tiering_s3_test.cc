@@ -754,6 +754,62 @@ TEST_F(TieringS3ManyHungReadsIt, HotReadsAreServedWhileManyColdReadsHang) {
   std::printf("[ metrics  ] hot read with %d cold reads hung: %.3f s\n", kCold, hot_s);
 }
 
+// 4d. Each tier fetches on threads of its own: with the S3 tier's fetches all hung (its
+// concurrent_fetches set to 2, four reads waiting), a file on a directory tier still reads.
+TEST_F(TieringS3ManyHungReadsIt, AHungTierDoesNotHoldUpAnotherTiersReads) {
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  const std::string archive = root() + "/archive";
+  ASSERT_TRUE(sfs::create_directories(archive));
+  auto policy = std::find(extra_config_.begin(), extra_config_.end(), "[policy]");
+  ASSERT_NE(policy, extra_config_.end());
+  extra_config_.insert(policy, {"concurrent_fetches = 2", "[tiers.archive]", "kind = \"directory\"",
+                                "path = \"" + archive + "\""});
+  WriteConfig();
+  ASSERT_TRUE(WriteWholeFile(policy_,
+                             "[[rule]]\nname = \"old-archive\"\nmatch = \"archive/**\"\n"
+                             "older_than = \"180d\"\nto = \"archive\"\n"
+                             "[[rule]]\nname = \"old-studies\"\nmatch = \"studies/**\"\n"
+                             "older_than = \"180d\"\nto = \"cloud\"\n",
+                             0644));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+
+  Files cold;
+  for (int i = 0; i < 4; ++i)
+    cold.push_back({"studies/s/img" + std::to_string(i) + ".dcm",
+                    CtLike(150000, static_cast<uint32_t>(70 + i))});
+  for (const auto& [p, d] : cold) ASSERT_NO_FATAL_FAILURE(WriteOld(p, d));
+  const std::string on_dir = CtLike(200000, 80);
+  ASSERT_NO_FATAL_FAILURE(WriteOld("archive/a.dcm", on_dir));
+  EXPECT_CONTAINS(Migrate(), "moved 5 files");
+  ASSERT_NO_FATAL_FAILURE(RemountCold());
+  ASSERT_TRUE(SignalOwnRgw(SIGSTOP)) << "cannot freeze radosgw " << rgw_;
+  rgw_frozen_ = true;
+
+  std::vector<std::unique_ptr<ColdRead>> reads;
+  for (const auto& [p, d] : cold) {
+    reads.push_back(std::make_unique<ColdRead>(mnt() + "/" + p));
+    ASSERT_TRUE(reads.back()->opened()) << p << ": " << strerror(errno);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  uint64_t fetches = 0;
+  while ((fetches = JsonNumber(StatusJson(), "cold_fetches").value_or(0)) < cold.size() &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // between status requests
+  ASSERT_EQ(fetches, cold.size()) << "not every cold S3 read reached the daemon";
+  std::string got;
+  const bool dir_ok = ReadWholeFile(mnt() + "/archive/a.dcm", &got);
+  bool all_waiting = true;
+  for (const auto& r : reads) all_waiting = all_waiting && !r->done;
+  ASSERT_TRUE(SignalOwnRgw(SIGCONT));
+  rgw_frozen_ = false;
+  for (auto& r : reads) r->Join();
+  EXPECT_TRUE(dir_ok && got == on_dir) << "the directory tier's file did not read while S3 hung";
+  EXPECT_TRUE(all_waiting) << "the directory read waited for S3";
+  for (size_t i = 0; i < reads.size(); ++i)
+    EXPECT_TRUE(reads[i]->n > 0 && reads[i]->bytes == cold[i].second.substr(0, kChunk))
+        << cold[i].first << ": " << strerror(reads[i]->err);
+}
+
 // 5. A damaged object: one flipped byte in a record's payload is EIO for that file (never
 // wrong data), caught by the record CRC, or by the AEAD tag when the CRC was fixed up too;
 // the other files read fine.

@@ -82,6 +82,25 @@ TEST(ConfigTest, TierReadahead) {
   }
 }
 
+TEST(ConfigTest, TierConcurrentFetches) {
+  const std::string dir = "[tiers.archive]\nkind = \"directory\"\npath = \"/srv/a\"\n";
+  const std::string s3 =
+      "[tiers.cloud]\nkind = \"s3\"\nendpoint = \"https://s3.example\"\nbucket = \"b\"\n";
+  auto c = ParseConfig(std::string(kMinimal) + dir + s3, "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->FindTier("archive")->concurrent_fetches, 32);
+  EXPECT_EQ(c->FindTier("cloud")->concurrent_fetches, 32);
+  c = ParseConfig(std::string(kMinimal) + dir + "concurrent_fetches = 2\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->FindTier("archive")->concurrent_fetches, 2);
+  for (const char* bad : {"0", "257", "\"8\"", "1.5"}) {
+    c = ParseConfig(std::string(kMinimal) + dir + "concurrent_fetches = " + bad + "\n", "x.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("x.toml:11"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("concurrent_fetches"), std::string::npos);
+  }
+}
+
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {
   auto c = ParseConfig(
       "[filesystem]\nname = \"pacs\"\ncompresion_level = 3\n[keys]\nkey_file = \"/k\"\n"
