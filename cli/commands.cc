@@ -222,7 +222,8 @@ int Main(int argc, char** argv) {
   mount->add_flag("-f,--foreground", foreground, "stay in the foreground");
   mount->add_flag("--null-data", null_data,
                   "benchmarks only: file contents are DISCARDED and read back as zeros, so a "
-                  "benchmark measures FUSE's own cost (names and sizes are kept)");
+                  "benchmark measures FUSE's own cost (names and sizes are kept); refused on a "
+                  "filesystem that holds file data");
 
   MigrateArgs margs;
   auto* migrate =
