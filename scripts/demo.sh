@@ -7,13 +7,14 @@
 #   demo/strata.toml   the config, generated from packaging/demo.toml
 #   demo/demo.key      the 32-byte key (created once, mode 0600)
 #   demo/hot/          the hot tier: encrypted, compressed segments and metadata
+#   demo/cold/         a cold tier (a local directory standing in for an HDD array or NAS)
+#   demo/policy.toml   the tiering policy, from packaging/policies/demo-policy.toml
 #   demo/mnt/          the mount point
 # Re-running it is safe: it keeps the existing filesystem, and says so if it is mounted.
 # To start over: fusermount3 -u demo/mnt && rm -rf demo
 #
-# The demo config will later gain a local cold tier (demo/cold) and a local mirror
-# (demo/mirror), so that migration and mirroring can be watched on one machine; see the
-# commented sections in packaging/demo.toml.
+# The demo config will later gain a local mirror (demo/mirror), so that mirroring can be
+# watched on one machine too; see the commented section in packaging/demo.toml.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +39,11 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j2
 [[ -x "$strata" ]] || die "the build did not produce $strata"
 
-mkdir -p "$demo/hot" "$demo/mnt"
+mkdir -p "$demo/hot" "$demo/cold" "$demo/mnt"
+if [[ ! -f "$demo/policy.toml" ]]; then
+  cp "$repo/packaging/policies/demo-policy.toml" "$demo/policy.toml"
+  say "wrote demo/policy.toml from packaging/policies/demo-policy.toml"
+fi
 
 config="$demo/strata.toml"
 generated=$(sed "s|@DEMO_DIR@|${demo//|/\\|}|g" "$repo/packaging/demo.toml")
@@ -101,6 +106,14 @@ Try it:
   echo "hello" > demo/mnt/hello.txt && cat demo/mnt/hello.txt
   ls -l demo/hot          # what is stored: encrypted, compressed segments and metadata
   grep -r hello demo/hot  # finds nothing: names and contents are encrypted at rest
+
+Tiering (demo/policy.toml: archive/** older than a day goes to the cold tier, demo/cold):
+  mkdir demo/mnt/archive && cp -r /usr/share/doc/fuse3 demo/mnt/archive/
+  ${sudo_prefix}build/release/cli/strata migrate demo/strata.toml --as-of +2d --dry-run   # what would move
+  ${sudo_prefix}build/release/cli/strata migrate demo/strata.toml --as-of +2d             # as if 2 days had passed
+  ${sudo_prefix}build/release/cli/strata migrate demo/strata.toml --status                # per-tier usage
+  ls -l demo/cold                          # the moved files' (encrypted) segments
+  head -3 demo/mnt/archive/fuse3/copyright # still read at the same path
 
 Unmount:
   ${sudo_prefix}fusermount3 -u demo/mnt

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 namespace strata::fs {
 namespace {
 
@@ -99,6 +103,22 @@ TEST(ConfigTest, TierConcurrentFetches) {
     EXPECT_NE(c.status().message().find("x.toml:11"), std::string::npos) << c.status().message();
     EXPECT_NE(c.status().message().find("concurrent_fetches"), std::string::npos);
   }
+}
+
+// The annotated default configuration, as scripts/demo.sh fills it in.
+TEST(ConfigTest, DemoConfigParses) {
+  std::string f = __FILE__;
+  const std::string path = f.substr(0, f.rfind("/tests/unit/fs/")) + "/packaging/demo.toml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t at; (at = text.find("@DEMO_DIR@")) != std::string::npos;)
+    text.replace(at, 10, "/srv/demo");
+  auto c = ParseConfig(text, path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_NE(c->FindTier("cold"), nullptr);
+  EXPECT_EQ(c->FindTier("cold")->kind, "directory");
+  EXPECT_EQ(c->policy_file, "/srv/demo/policy.toml");
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineAndKey) {

@@ -966,6 +966,17 @@ TEST(PolicyFileTest, EmrExampleLoads) {
   EXPECT_EQ(p->Match(partial, kNow), nullptr);
 }
 
+// The demo's policy (scripts/demo.sh) against the demo config's tiers.
+TEST(PolicyFileTest, DemoExampleLoads) {
+  Result<Policy> p =
+      Policy::Load(SourceDir() + "/packaging/policies/demo-policy.toml", {"hot", "cold"});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(NameOf(p->Match(File("archive/fuse3/copyright", 4 << 10, 2 * kDay), kNow)),
+            "old-archive");
+  EXPECT_EQ(p->Match(File("archive/fuse3/copyright", 4 << 10, kDay / 2), kNow), nullptr);
+  EXPECT_EQ(p->Match(File("hello.txt", 6, 2 * kDay), kNow), nullptr);
+}
+
 // Not a benchmark with a bar: prints how long `migrate --dry-run` spends in the policy for a
 // million files, so a regression is visible in the test log.
 TEST(PolicyPerfTest, MatchOverAMillionFiles) {
