@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,21 @@ class LifecycleTest : public MountFixture {
     std::string back;
     ASSERT_TRUE(ReadWholeFile(mnt() + "/probe", &back)) << when << ": " << ErrnoName(errno);
     EXPECT_TRUE(back == probe_) << when << ": the probe file changed";
+  }
+  // A mount that must be refused: if it came up (or hung), clean it away, fail and return
+  // nothing; else the attempt (its log and exit status) for the caller's checks.
+  std::optional<MountAttempt> ExpectMountRefused(const std::string& what) {
+    MountAttempt a = TryMount();
+    if (a.mounted || !a.exited) {
+      if (a.mounted) RunCommand({"fusermount3", "-u", mnt()});
+      SignalDaemonAndWait(SIGKILL);
+      if (IsMountPoint(mnt())) RunCommand({"fusermount3", "-uz", mnt()});
+      ADD_FAILURE() << what << (a.mounted ? " mounted" : " neither mounted nor exited in 20 s")
+                    << "; it must refuse. Log:\n"
+                    << Tail(a.log, 4096);
+      return std::nullopt;
+    }
+    return a;
   }
 
   const std::string probe_ = MakeData(1, 300 * 1024, DataKind::kMixed);
@@ -195,17 +211,10 @@ TEST_F(LifecycleTest, NullDataMountKeepsSizesDiscardsContentsAndNeedsAnEmptyFile
   ASSERT_NO_FATAL_FAILURE(WriteProbe());  // real data now
   ASSERT_NO_FATAL_FAILURE(Unmount());
   mount_args_ = {"--null-data"};
-  MountAttempt a = TryMount();
-  if (a.mounted || !a.exited) {
-    if (a.mounted) RunCommand({"fusermount3", "-u", mnt()});
-    SignalDaemonAndWait(SIGKILL);
-    if (IsMountPoint(mnt())) RunCommand({"fusermount3", "-uz", mnt()});
-    FAIL() << "--null-data over a filesystem holding data "
-           << (a.mounted ? "mounted" : "neither mounted nor exited in 20 s") << "; log:\n"
-           << Tail(a.log, 4096);
-  }
-  EXPECT_NE(a.wait_status, 0);
-  EXPECT_NE(a.log.find("holds no file data"), std::string::npos) << a.log;
+  auto a = ExpectMountRefused("--null-data over a filesystem holding data");
+  if (!a) return;
+  EXPECT_NE(a->wait_status, 0);
+  EXPECT_NE(a->log.find("holds no file data"), std::string::npos) << a->log;
   mount_args_.clear();
   ASSERT_NO_FATAL_FAILURE(Mount());
   ExpectProbe("after a refused null-data mount");
@@ -220,19 +229,10 @@ TEST_F(LifecycleTest, WrongKeyIsRefused) {
   ASSERT_EQ(getrandom(bad_key.data(), bad_key.size(), 0), 32);
   ASSERT_TRUE(WriteWholeFile(key_path(), bad_key, 0600));
 
-  MountAttempt a = TryMount();
-  if (a.mounted || !a.exited) {
-    // Clean up before failing: unmount or kill whatever came up.
-    if (a.mounted) RunCommand({"fusermount3", "-u", mnt()});
-    SignalDaemonAndWait(SIGKILL);
-    if (IsMountPoint(mnt())) RunCommand({"fusermount3", "-uz", mnt()});
-    FAIL() << "strata mount with the wrong key "
-           << (a.mounted ? "mounted the filesystem" : "neither mounted nor exited in 20 s")
-           << "; it must refuse. Log:\n"
-           << Tail(a.log, 4096);
-  }
-  EXPECT_NE(a.wait_status, 0) << "the daemon exited with status 0 after refusing";
-  EXPECT_FALSE(a.log.empty()) << "the refusal must say why";
+  auto a = ExpectMountRefused("strata mount with the wrong key");
+  if (!a) return;
+  EXPECT_NE(a->wait_status, 0) << "the daemon exited with status 0 after refusing";
+  EXPECT_FALSE(a->log.empty()) << "the refusal must say why";
 
   ASSERT_TRUE(WriteWholeFile(key_path(), good_key, 0600));
   ASSERT_NO_FATAL_FAILURE(Mount());
