@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/coding.h"
 #include "base/logging.h"
 #include "crypto/crypto.h"
 #include "fs/chunk_cache.h"
@@ -27,6 +28,10 @@ namespace {
 constexpr uint64_t kMaxFileSize = uint64_t{1} << 56;
 // Per-file cap on chunks waiting for or in the sealing pool.
 constexpr int kMaxSealingPerFile = 16;
+// A lazy chunk with more written ranges than this is read and made whole at once.
+constexpr size_t kMaxRanges = 64;
+// Patches a chunk may carry; the next rewrite after these seals it whole again.
+constexpr uint32_t kMaxPatches = 8;
 // relatime's period: a read moves an atime at least this old.
 constexpr int64_t kRelatimeNs = 86400ll * 1000000000;
 
@@ -107,6 +112,70 @@ void JoinPlanes(std::string_view in, std::string* out) {
   if (n & 1) dst[n - 1] = even[pairs];
 }
 
+using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+// Adds [b, e) to sorted, disjoint, non-adjacent ranges.
+void AddRange(Ranges* r, uint32_t b, uint32_t e) {
+  auto it = std::lower_bound(r->begin(), r->end(), b,
+                             [](const auto& x, uint32_t v) { return x.second < v; });
+  // it: the first range ending at or after b; merge every range that touches [b, e).
+  auto last = it;
+  while (last != r->end() && last->first <= e) {
+    b = std::min(b, last->first);
+    e = std::max(e, last->second);
+    ++last;
+  }
+  it = r->erase(it, last);
+  r->insert(it, {b, e});
+}
+
+// The parts of [from, min(to, base_len)) no range covers: the stored chunk's bytes.
+void CollectGaps(const Ranges& r, uint32_t base_len, uint32_t from, uint32_t to, Ranges* gaps) {
+  const uint32_t end = std::min(to, base_len);
+  uint32_t at = from;
+  for (const auto& [b, e] : r) {
+    if (at >= end) break;
+    if (e <= at) continue;
+    if (b >= end) break;
+    if (b > at) gaps->emplace_back(at, b);
+    at = std::max(at, e);
+  }
+  if (at < end) gaps->emplace_back(at, end);
+}
+
+// A patch's plaintext: u32 n, n x (u32 offset, u32 length), then those bytes of `data`.
+std::string EncodePatch(const Ranges& r, const std::string& data) {
+  std::string out;
+  size_t bytes = 0;
+  for (const auto& [b, e] : r) bytes += e - b;
+  out.reserve(4 + 8 * r.size() + bytes);
+  PutFixed32(&out, static_cast<uint32_t>(r.size()));
+  for (const auto& [b, e] : r) {
+    PutFixed32(&out, b);
+    PutFixed32(&out, e - b);
+  }
+  for (const auto& [b, e] : r) out.append(data, b, e - b);
+  return out;
+}
+
+// Applies a patch's plaintext to `chunk`, which then holds at least `logical_len` bytes.
+Status ApplyPatch(std::string_view plain, uint32_t logical_len, std::string* chunk) {
+  if (plain.size() < 4) return Status::Corruption("patch: no range table");
+  const uint64_t n = DecodeFixed32(plain.data());
+  if (plain.size() < 4 + 8 * n) return Status::Corruption("patch: range table cut short");
+  uint64_t at = 4 + 8 * n;
+  if (chunk->size() < logical_len) chunk->resize(logical_len);
+  for (uint64_t i = 0; i < n; i++) {
+    const uint64_t off = DecodeFixed32(plain.data() + 4 + 8 * i);
+    const uint64_t len = DecodeFixed32(plain.data() + 8 + 8 * i);
+    if (off + len > logical_len || at + len > plain.size())
+      return Status::Corruption("patch: a range lies outside the chunk or the record");
+    std::memcpy(chunk->data() + off, plain.data() + at, len);
+    at += len;
+  }
+  if (at != plain.size()) return Status::Corruption("patch: bytes past its ranges");
+  return Status::OK();
+}
 }  // namespace
 
 std::shared_ptr<Filesystem::OpenInode> Filesystem::GetOpen(uint64_t ino) {
@@ -175,86 +244,136 @@ Result<std::pair<Attr, uint64_t>> Filesystem::Create(uint64_t parent, const std:
   return std::make_pair(now, *fh);
 }
 
-Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(uint64_t ino,
-                                                                 const meta::ChunkRow& c,
-                                                                 bool allow_cold, bool* blocked) {
-  if (auto hit = cache_->Get(ino, c.index, c.version)) return hit;
+Status Filesystem::DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allow_cold,
+                                bool* blocked, ChunkHeader* got, std::string* plain) {
   std::string payload;
   Status s = ReadChunkPayload(ino, c, allow_cold, blocked, &payload);
   if (blocked != nullptr && *blocked) return s;
-  ChunkHeader expect, got;
+  ChunkHeader expect;
   expect.ino = ino;
   expect.index = c.index;
   expect.version = c.version;
   std::string body;
-  if (s.ok()) s = codec_->OpenChunk(payload, expect, &got, &body);
-  auto data = std::make_shared<std::string>();
+  if (s.ok()) s = codec_->OpenChunk(payload, expect, got, &body);
   if (s.ok()) {
-    if (got.compressed) {
+    if (got->compressed) {
       thread_local std::string planes;
-      std::string* dst = got.planes ? &planes : data.get();
-      dst->resize(got.logical_len);
-      size_t n = ZSTD_decompressDCtx(Zstd().d, dst->data(), dst->size(), body.data(), body.size());
-      if (ZSTD_isError(n) || n != got.logical_len) {
-        s = Status::Corruption("chunk does not decompress to its recorded length");
-      } else if (got.planes) {
-        JoinPlanes(planes, data.get());
+      std::string* dst = got->planes ? &planes : plain;
+      // A patch's plaintext (its range table and bytes) is at most a chunk and a table; its
+      // length is in the frames' headers (zstd writes it; an unknown size is a huge value).
+      const uint64_t bound =
+          got->patch ? ZSTD_findDecompressedSize(body.data(), body.size()) : got->logical_len;
+      if (bound > 2 * uint64_t{sb_.chunk_size}) {
+        s = Status::Corruption("chunk record is larger than a chunk");
+      } else {
+        dst->resize(bound);
+        size_t n =
+            ZSTD_decompressDCtx(Zstd().d, dst->data(), dst->size(), body.data(), body.size());
+        if (ZSTD_isError(n) || n != bound) {
+          s = Status::Corruption("chunk does not decompress to its recorded length");
+        } else if (got->planes) {
+          JoinPlanes(planes, plain);
+        }
       }
-    } else if (body.size() != got.logical_len) {
+    } else if (!got->patch && body.size() != got->logical_len) {
       s = Status::Corruption("raw chunk length differs from its recorded length");
     } else {
-      *data = std::move(body);
+      *plain = std::move(body);
     }
   }
-  if (!s.ok()) {
-    if (s.IsCorruption())
-      log::Alert(
-          "filesystem {}: inode {} chunk {} (segment {:x} offset {}) failed its integrity "
-          "check: {}",
-          sb_.name, ino, c.index, c.segment, c.offset, s.message());
-    return s;
+  if (!s.ok() && s.IsCorruption())
+    log::Alert(
+        "filesystem {}: inode {} chunk {} (segment {:x} offset {}{}) failed its integrity check: "
+        "{}",
+        sb_.name, ino, c.index, c.segment, c.offset,
+        c.logical_len == 0 ? fmt::format(", patch {}", c.patches) : "", s.message());
+  return s;
+}
+
+Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
+    uint64_t ino, const meta::ChunkRow& c, const std::vector<meta::ChunkRow>& patches,
+    bool allow_cold, bool* blocked) {
+  // Cached by the version of the last record that shaped it: every record's is unique.
+  const uint64_t top = patches.empty() ? c.version : patches.back().version;
+  if (auto hit = cache_->Get(ino, c.index, top)) return hit;
+  std::shared_ptr<const std::string> base = cache_->Get(ino, c.index, c.version);
+  if (base == nullptr) {
+    ChunkHeader got;
+    auto data = std::make_shared<std::string>();
+    RETURN_IF_ERROR(DecodeRecord(ino, c, allow_cold, blocked, &got, data.get()));
+    if (got.patch) return Status::Corruption("a patch record where a chunk was expected");
+    base = std::move(data);
+    cache_->Put(ino, c.index, c.version, base);
   }
-  std::shared_ptr<const std::string> out = std::move(data);
-  cache_->Put(ino, c.index, c.version, out);
+  if (patches.empty()) return base;
+  auto merged = std::make_shared<std::string>(*base);
+  std::string plain;
+  for (const meta::ChunkRow& p : patches) {
+    ChunkHeader got;
+    RETURN_IF_ERROR(DecodeRecord(ino, p, allow_cold, blocked, &got, &plain));
+    Status s = got.patch ? ApplyPatch(plain, got.logical_len, merged.get())
+                         : Status::Corruption("a chunk record where a patch was expected");
+    if (!s.ok()) {
+      log::Alert("filesystem {}: inode {} chunk {} patch {}: {}", sb_.name, ino, c.index, p.patches,
+                 s.message());
+      return s;
+    }
+  }
+  std::shared_ptr<const std::string> out = std::move(merged);
+  cache_->Put(ino, c.index, top, out);
   return out;
 }
 
 Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
                                    bool allow_cold, bool* blocked, bool* cold) {
-  std::optional<meta::ChunkRow> row;
-  {
+  struct Found {
+    std::optional<meta::ChunkRow> row;
+    std::vector<meta::ChunkRow> patches;
+  };
+  auto look = [&](Found* st) -> Status {
     std::lock_guard<std::mutex> l(mu_);
-    ASSIGN_OR_RETURN(row, meta_->GetChunk(ino, index));
-    if (cold != nullptr && row && internal::IsPlacement(row->segment)) {
-      const std::string& tier = TierOfLocked(row->segment);
-      *cold = *cold || tier != internal::kHot;
+    ASSIGN_OR_RETURN(st->row, meta_->GetChunk(ino, index));
+    if (st->row && st->row->patches > 0) {
+      ASSIGN_OR_RETURN(st->patches, meta_->ListPatches(ino, index));
     }
-  }
+    if (cold != nullptr && st->row) {
+      auto on_cold = [&](uint64_t segment) {
+        return internal::IsPlacement(segment) && TierOfLocked(segment) != internal::kHot;
+      };
+      *cold = *cold || on_cold(st->row->segment);
+      for (const auto& p : st->patches) *cold = *cold || on_cold(p.segment);
+    }
+    return Status::OK();
+  };
+  auto same_place = [](const meta::ChunkRow& a, const meta::ChunkRow& b) {
+    return a.segment == b.segment && a.offset == b.offset && a.version == b.version;
+  };
+  Found st;
+  RETURN_IF_ERROR(look(&st));
   std::shared_ptr<const std::string> data;
-  for (int attempt = 0; row; ++attempt) {
-    auto r = LoadChunk(ino, *row, allow_cold, blocked);
+  for (int attempt = 0; st.row; ++attempt) {
+    auto r = LoadChunk(ino, *st.row, st.patches, allow_cold, blocked);
     if (r.ok()) {
       data = std::move(r).value();
       break;
     }
     if (blocked != nullptr && *blocked) return r.status();
-    // A migration pass may have moved the chunk and freed the segment it was read from
-    // between the lookup and the read: look again, and read it where it is now.
-    std::optional<meta::ChunkRow> now;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      ASSIGN_OR_RETURN(now, meta_->GetChunk(ino, index));
-    }
-    const bool moved = !now || now->segment != row->segment || now->offset != row->offset ||
-                       now->version != row->version;
+    // A migration pass may have moved the chunk (or a patch) and freed the segment it was
+    // read from between the lookup and the read: look again, and read it where it is now.
+    Found now;
+    RETURN_IF_ERROR(look(&now));
+    bool moved =
+        !now.row || !same_place(*now.row, *st.row) || now.patches.size() != st.patches.size();
+    for (size_t i = 0; !moved && i < now.patches.size(); i++)
+      moved = !same_place(now.patches[i], st.patches[i]);
     if (!moved || attempt == 3) return r.status();
-    row = std::move(now);
+    st = std::move(now);
   }
-  if (!row) {
+  if (!st.row) {
     std::memset(buf, 0, n);
     return Status::OK();
   }
-  uint64_t valid = std::min<uint64_t>(row->logical_len, data->size());
+  uint64_t valid = std::min<uint64_t>(st.row->logical_len, data->size());
   size_t have = off < valid ? static_cast<size_t>(std::min<uint64_t>(n, valid - off)) : 0;
   if (have > 0) std::memcpy(buf, data->data() + off, have);
   if (have < n) std::memset(buf + have, 0, n - have);
@@ -288,9 +407,12 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   auto f = GetOpen(ino);
   if (!f) return Status::Posix(EBADF);
   const uint64_t cs = sb_.chunk_size;
+  // A part of the read served by the stored chunk: all of it, or (under a lazy buffer) the
+  // gaps between what was written since.
   struct Part {
     uint64_t index, off;
     size_t n, pos;
+    Ranges gaps;  // chunk offsets; empty: the whole part
   };
   std::vector<Part> stored;
   size_t n;
@@ -310,23 +432,44 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
       uint64_t at = offset + pos;
       uint64_t idx = at / cs, in = at % cs;
       size_t part = static_cast<size_t>(std::min<uint64_t>(cs - in, n - pos));
+      const DirtyChunk* c = nullptr;
       if (auto it = f->dirty.find(idx); it != f->dirty.end()) {
-        std::memcpy(buf + pos, it->second.data.data() + in, part);
+        c = &it->second;
       } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
-        const std::string& d = *sit->second;
+        c = sit->second.get();
+      }
+      if (c != nullptr) {
+        const std::string& d = c->data;
         size_t have = in < d.size() ? std::min(part, static_cast<size_t>(d.size() - in)) : 0;
         if (have > 0) std::memcpy(buf + pos, d.data() + in, have);
         std::memset(buf + pos + have, 0, part - have);
+        if (c->lazy) {
+          Part p{idx, in, part, pos, {}};
+          CollectGaps(c->ranges, c->base_len, static_cast<uint32_t>(in),
+                      static_cast<uint32_t>(in + part), &p.gaps);
+          if (!p.gaps.empty()) stored.push_back(std::move(p));
+        }
       } else {
-        stored.push_back(Part{idx, in, part, pos});
+        stored.push_back(Part{idx, in, part, pos, {}});
       }
       pos += part;
     }
   }
   bool cold = false;  // some of it is on a cold tier
-  for (const Part& p : stored)
+  for (const Part& p : stored) {
+    if (p.gaps.empty()) {
+      RETURN_IF_ERROR(
+          ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
+      continue;
+    }
+    // The buffer's bytes are in place; fill the gaps from the chunk as stored. A seal that
+    // lands meanwhile changes only the written ranges, not these.
+    std::string whole(p.n, '\0');
     RETURN_IF_ERROR(
-        ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
+        ReadStoredChunk(ino, p.index, p.off, p.n, whole.data(), allow_cold, blocked, &cold));
+    for (const auto& [b, e] : p.gaps)
+      std::memcpy(buf + p.pos + (b - p.off), &whole[b - p.off], e - b);
+  }
   // Most reads are neither: they take no further lock.
   if (!read_only_ && (first || cold)) AfterRead(ino, f.get(), cold);
   return n;
@@ -365,6 +508,61 @@ void Filesystem::AfterRead(uint64_t ino, OpenInode* f, bool cold) {
   if (cold && f->atime_before >= 0) MaybeQueueRecallLocked(ino, f->atime_before);
 }
 
+void Filesystem::DirtyChunk::Wrote(uint32_t b, uint32_t e) {
+  if (!lazy) return;
+  AddRange(&ranges, b, e);
+  if (ranges.front().first == 0 && ranges.front().second >= base_len) {
+    lazy = false;  // everything the stored chunk had is written over
+    ranges.clear();
+    base_len = 0;
+  }
+}
+
+void Filesystem::DirtyChunk::CutAt(uint64_t keep) {
+  if (keep < data.size()) std::fill(data.begin() + static_cast<ptrdiff_t>(keep), data.end(), '\0');
+  if (!lazy) return;
+  base_len = static_cast<uint32_t>(std::min<uint64_t>(base_len, keep));
+  std::erase_if(ranges, [&](const auto& r) { return r.first >= keep; });
+  if (!ranges.empty() && ranges.back().second > keep)
+    ranges.back().second = static_cast<uint32_t>(keep);
+  if (base_len == 0) {
+    lazy = false;
+    ranges.clear();
+  }
+}
+
+Result<Filesystem::Stored> Filesystem::WhereStored(uint64_t ino, uint64_t index) {
+  std::lock_guard<std::mutex> l(mu_);
+  ASSIGN_OR_RETURN(auto row, meta_->GetChunk(ino, index));
+  if (!row) return Stored::kNone;
+  auto cold = [&](uint64_t segment) {
+    return internal::IsPlacement(segment) && TierOfLocked(segment) != internal::kHot;
+  };
+  if (cold(row->segment)) return Stored::kCold;
+  if (row->patches > 0) {
+    ASSIGN_OR_RETURN(auto patches, meta_->ListPatches(ino, index));
+    for (const auto& p : patches)
+      if (cold(p.segment)) return Stored::kCold;
+  }
+  return Stored::kHot;
+}
+
+Status Filesystem::Materialize(uint64_t ino, uint64_t index, DirtyChunk* c) {
+  if (!c->lazy) return Status::OK();
+  Ranges gaps;
+  CollectGaps(c->ranges, c->base_len, 0, c->base_len, &gaps);
+  if (!gaps.empty()) {
+    std::string base(c->base_len, '\0');
+    RETURN_IF_ERROR(
+        ReadStoredChunk(ino, index, 0, c->base_len, base.data(), true, nullptr, nullptr));
+    for (const auto& [b, e] : gaps) std::memcpy(c->data.data() + b, base.data() + b, e - b);
+  }
+  c->lazy = false;
+  c->ranges.clear();
+  c->base_len = 0;
+  return Status::OK();
+}
+
 Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
                                  std::string_view data) {
   int flags = 0;
@@ -400,24 +598,41 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
     auto it = f->dirty.find(idx);
     if (it == f->dirty.end()) {
       DirtyChunk c;
-      c.data.resize(cs);
-      c.since = Now();
-      if (!(in == 0 && part == cs)) {
-        // A partial write: start from the chunk's current bytes.
-        if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
-          std::memcpy(c.data.data(), sit->second->data(), sit->second->size());
-        } else if (idx * cs < f->persisted_size) {
-          RETURN_IF_ERROR(ReadStoredChunk(ino, idx, 0, cs, c.data.data(), true, nullptr, nullptr));
+      const uint64_t start = idx * cs;
+      if (in == 0 && part == cs) {
+        c.data.resize(cs);  // all of it is written: nothing to keep
+      } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
+        c = *sit->second;  // on from the version being sealed (lazy or whole)
+        c.data.resize(cs);
+      } else {
+        c.data.resize(cs);
+        const uint64_t keep = f->size > start ? std::min(cs, f->size - start) : 0;
+        if (keep > 0 && start < f->persisted_size) {
+          // A partial write over stored bytes. On the hot tier they are not read now: the
+          // sealer journals just the written ranges, or reads and rewrites the chunk off this
+          // thread. A cold chunk is read here, so that a tier that is down fails this write,
+          // not a later seal.
+          ASSIGN_OR_RETURN(Stored where, WhereStored(ino, idx));
+          if (where == Stored::kHot) {
+            c.lazy = true;
+            c.base_len = static_cast<uint32_t>(keep);
+          } else if (where == Stored::kCold) {
+            RETURN_IF_ERROR(
+                ReadStoredChunk(ino, idx, 0, keep, c.data.data(), true, nullptr, nullptr));
+          }
         }
-        // Bytes past the current size are zeros even if an older, longer chunk had data.
-        if (f->size < (idx + 1) * cs && f->size > idx * cs)
-          std::memset(c.data.data() + (f->size - idx * cs), 0, (idx + 1) * cs - f->size);
       }
+      // Bytes past the current size are zeros even if an older, longer chunk had data.
+      if (f->size < start + cs) c.CutAt(f->size > start ? f->size - start : 0);
+      c.since = Now();
       it = f->dirty.emplace(idx, std::move(c)).first;
       f->dirty_bytes += cs;
       dirty_bytes_ += static_cast<int64_t>(cs);
     }
-    std::memcpy(it->second.data.data() + in, data.data() + pos, part);
+    DirtyChunk& c = it->second;
+    std::memcpy(c.data.data() + in, data.data() + pos, part);
+    c.Wrote(static_cast<uint32_t>(in), static_cast<uint32_t>(in + part));
+    if (c.ranges.size() > kMaxRanges) RETURN_IF_ERROR(Materialize(ino, idx, &c));
     if (in + part == cs) full.push_back(idx);
     pos += part;
   }
@@ -466,7 +681,7 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
   // The buffer goes on into the decoded-chunk cache, which counts size(): a small file's last
   // chunk must not keep a whole chunk's allocation there.
   if (len < cs / 2) chunk.data.shrink_to_fit();
-  auto data = std::make_shared<const std::string>(std::move(chunk.data));
+  auto data = std::make_shared<const DirtyChunk>(std::move(chunk));
   // Not started (tools and tests that never mount): seal on this thread.
   if (!sealers_) return SealAndStore(ino, index, len, file_size, mtime, data);
   f->sealing[index] = data;
@@ -484,24 +699,44 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
 }
 
 Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size,
-                                int64_t mtime, const std::shared_ptr<const std::string>& chunk) {
-  const std::string& data = *chunk;
+                                int64_t mtime, std::shared_ptr<const DirtyChunk> chunk) {
+  const uint32_t cs = sb_.chunk_size;
   ChunkHeader h;
   h.ino = ino;
   h.index = index;
   h.logical_len = len;
   h.file_size = file_size;
   h.mtime = mtime;
+  if (chunk->lazy) {
+    uint64_t written = 0;
+    for (const auto& [b, e] : chunk->ranges) written += e - b;
+    // Only over a whole stored chunk: one a truncate cut short is rewritten whole, so that no
+    // patch can bring its cut-off bytes back. Rewriting most of a chunk rewrites it whole.
+    if (len == cs && chunk->base_len == cs && written <= cs / 2) {
+      std::lock_guard<std::mutex> l(mu_);
+      ASSIGN_OR_RETURN(auto row, meta_->GetChunk(ino, index));
+      h.patch = row && row->logical_len == cs && row->patches < kMaxPatches;
+    }
+    if (!h.patch) {
+      auto whole = std::make_shared<DirtyChunk>(*chunk);
+      RETURN_IF_ERROR(Materialize(ino, index, whole.get()));
+      chunk = std::move(whole);
+    }
+  }
+  std::string patch;
+  if (h.patch) patch = EncodePatch(chunk->ranges, chunk->data);
+  std::string_view body = h.patch ? std::string_view(patch) : std::string_view(chunk->data);
+  body = body.substr(0, h.patch ? body.size() : len);
   std::string compressed;
-  std::string_view body(data.data(), len);
   if (sb_.compression_level > 0) {
     thread_local std::string planes;
+    const size_t blen = body.size();
     size_t n;
     if (LooksLike16BitSamples(body)) {
       // Two zstd frames, one per plane: decompressing their concatenation gives the planes.
       SplitPlanes(body, &planes);
       h.planes = true;
-      const size_t noisy = (len + 1) / 2, smooth = len / 2;
+      const size_t noisy = (blen + 1) / 2, smooth = blen / 2;
       compressed.resize(ZSTD_compressBound(noisy) + ZSTD_compressBound(smooth));
       size_t a = sb_.compression_level <= kFastNoisePlaneUpTo && Zstd().noise != nullptr
                      ? ZSTD_compress2(Zstd().noise, compressed.data(), compressed.size(),
@@ -515,11 +750,11 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
         if (!ZSTD_isError(n)) n += a;
       }
     } else {
-      compressed.resize(ZSTD_compressBound(len));
-      n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(), len,
+      compressed.resize(ZSTD_compressBound(blen));
+      n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(), blen,
                             sb_.compression_level);
     }
-    if (!ZSTD_isError(n) && n < len) {
+    if (!ZSTD_isError(n) && n < blen) {
       compressed.resize(n);
       body = compressed;
       h.compressed = true;
@@ -537,7 +772,9 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
     RETURN_IF_ERROR(journal_->Append(journal::RecordType::kData, payload, &lsn, &loc));
     RETURN_IF_ERROR(ApplyLocked(ChunkOp(h, loc), lsn));
   }
-  cache_->Put(ino, index, h.version, chunk);  // the buffer itself: no copy
+  // A whole chunk goes into the decoded-chunk cache as it is: the buffer itself, no copy. A
+  // patch's chunk is merged when it is next read.
+  if (!h.patch) cache_->Put(ino, index, h.version, {chunk, &chunk->data});
   return Status::OK();
 }
 

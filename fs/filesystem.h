@@ -58,6 +58,8 @@ struct FileFacts;
 
 namespace strata::fs {
 
+struct ChunkHeader;
+
 class ChunkCache;
 class ReadCache;
 class RecordCodec;
@@ -201,9 +203,19 @@ class Filesystem {
   bool read_only() const { return read_only_; }
 
  private:
+  // A chunk being written. A partial write to a chunk stored on the hot tier does not read it
+  // first: the chunk is "lazy", its buffer holds what was written since (zeros elsewhere),
+  // `ranges` says where, and the bytes of [0, base_len) outside them are the stored chunk's.
+  // The sealer journals a lazy chunk's ranges as a patch, or reads the stored chunk and seals
+  // the whole (docs/architecture.md, "Small rewrites").
   struct DirtyChunk {
     std::string data;   // chunk_size bytes
     int64_t since = 0;  // when it first became dirty (ns)
+    bool lazy = false;
+    uint32_t base_len = 0;                              // lazy: stored bytes that still count
+    std::vector<std::pair<uint32_t, uint32_t>> ranges;  // lazy: written [begin, end), sorted
+    void Wrote(uint32_t begin, uint32_t end);           // after writing data[begin, end)
+    void CutAt(uint64_t keep);  // bytes from `keep` on are zeros (a truncate)
   };
   // State of an inode with open handles.
   struct OpenInode {
@@ -218,7 +230,7 @@ class Filesystem {
     std::map<uint64_t, DirtyChunk> dirty;  // chunk index -> buffer
     // Chunks handed to the sealing pool and not yet in the journal: readable from here.
     // At most one per index, so a chunk's versions reach the journal in order.
-    std::map<uint64_t, std::shared_ptr<const std::string>> sealing;
+    std::map<uint64_t, std::shared_ptr<const DirtyChunk>> sealing;
     int inflight = 0;
     Status async_error;                     // the first failure of a sealing job, reported at drain
     std::condition_variable cv;             // signalled whenever a sealing job finishes
@@ -280,17 +292,30 @@ class Filesystem {
                   std::unique_lock<std::mutex>& lk);
   Status FlushOlderThan(int64_t deadline);
   // The sealing job: compress, seal, append, apply. Takes mu_.
+  // A lazy chunk goes as a patch when it may (else it is read and sealed whole).
   Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
-                      const std::shared_ptr<const std::string>& chunk);
+                      std::shared_ptr<const DirtyChunk> chunk);
+  // Fills the bytes of a lazy chunk that are the stored chunk's; it is then whole. Takes mu_.
+  Status Materialize(uint64_t ino, uint64_t index, DirtyChunk* c);
+  // Where chunk `index` of `ino` is stored: nowhere, on the hot tier, or on a cold one.
+  enum class Stored { kNone, kHot, kCold };
+  Result<Stored> WhereStored(uint64_t ino, uint64_t index);
+  // The stored records of a file: its chunks, then its patches. REQUIRES: mu_ held.
+  Result<std::vector<meta::ChunkRow>> StoredRecordsLocked(uint64_t ino);
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
   // *cold (may be null) is set when the chunk is on a cold tier.
   Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
                          bool allow_cold, bool* blocked, bool* cold);
   // With allow_cold false, a chunk that would have to wait on a cold tier is not fetched:
   // *blocked is set and the result is an error the caller discards.
+  // The chunk's bytes with its patches (rows from ListPatches) applied.
   Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c,
+                                                       const std::vector<meta::ChunkRow>& patches,
                                                        bool allow_cold = true,
                                                        bool* blocked = nullptr);
+  // Reads, checks and decompresses one record (a chunk or a patch) into its plaintext.
+  Status DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allow_cold, bool* blocked,
+                      ChunkHeader* got, std::string* plain);
   Result<size_t> ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf,
                           bool allow_cold, bool* blocked);
 

@@ -207,9 +207,7 @@ Result<Attr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req, const 
           continue;
         }
         if ((it->first + 1) * cs > *req.size) {
-          uint64_t keep = *req.size - it->first * cs;
-          std::fill(it->second.data.begin() + static_cast<ptrdiff_t>(keep), it->second.data.end(),
-                    '\0');
+          it->second.CutAt(*req.size - it->first * cs);
         }
         ++it;
       }

@@ -18,7 +18,7 @@ std::string Ad(std::string_view domain, const std::array<unsigned char, 16>& uui
 
 meta::Op ChunkOp(const ChunkHeader& h, const journal::Location& loc) {
   meta::Op op;
-  op.kind = meta::OpKind::kChunk;
+  op.kind = h.patch ? meta::OpKind::kPatch : meta::OpKind::kChunk;
   op.ino = h.ino;
   op.chunk_index = h.index;
   op.version = h.version;
@@ -47,7 +47,8 @@ Status RecordCodec::SealChunk(ChunkHeader* h, std::string_view body, std::string
   out->clear();
   out->reserve(kChunkHeaderSize + body.size() + crypto::kSealOverhead);
   out->push_back(1);
-  out->push_back(static_cast<char>((h->compressed ? 1 : 0) | (h->planes ? 2 : 0)));
+  out->push_back(
+      static_cast<char>((h->compressed ? 1 : 0) | (h->planes ? 2 : 0) | (h->patch ? 4 : 0)));
   PutFixed16(out, 0);
   PutFixed32(out, h->logical_len);
   PutFixed64(out, h->ino);
@@ -62,9 +63,10 @@ Status RecordCodec::SealChunk(ChunkHeader* h, std::string_view body, std::string
 Status RecordCodec::ParseChunkHeader(std::string_view p, ChunkHeader* h) {
   if (p.size() < kChunkHeaderSize + crypto::kSealOverhead || p[0] != 1)
     return Status::Corruption("data record: bad header");
-  if (p[1] & ~3) return Status::Corruption("data record: unknown flags");
+  if (p[1] & ~7) return Status::Corruption("data record: unknown flags");
   h->compressed = (p[1] & 1) != 0;
   h->planes = (p[1] & 2) != 0;
+  h->patch = (p[1] & 4) != 0;
   if (h->planes && !h->compressed) return Status::Corruption("data record: bad flags");
   h->logical_len = DecodeFixed32(p.data() + 4);
   h->ino = DecodeFixed64(p.data() + 8);

@@ -1,11 +1,12 @@
 // The payloads strata puts in journal records (the journal itself only frames them).
 // Normative spec: docs/formats/records.md.
 //
-// kData (one chunk of one file), 48-byte plaintext header then the sealed chunk:
-//   0 u8 format=1 | 1 u8 flags (bit0: zstd, bit1: byte planes) | 2 u16 0 | 4 u32 logical_len | 8
-//   u64 ino | 16 u64 chunk index | 24 u64 version | 32 u64 file size after | 40 i64 mtime ns | 48
-//   nonce(12) ciphertext tag(16) AEAD associated data = "strata-chunk-1" | fs uuid | header bytes
-//   [0,48)
+// kData (one chunk of one file, or a patch of one), 48-byte plaintext header then the sealed
+// chunk:
+//   0 u8 format=1 | 1 u8 flags (bit0: zstd, bit1: byte planes, bit2: patch) | 2 u16 0 |
+//   4 u32 logical_len | 8 u64 ino | 16 u64 chunk index | 24 u64 version |
+//   32 u64 file size after | 40 i64 mtime ns | 48 nonce(12) ciphertext tag(16)
+//   AEAD associated data = "strata-chunk-1" | fs uuid | header bytes [0,48)
 // kMeta (one metadata op), 16-byte header then the sealed op (meta/ops.h encoding):
 //   0 u8 format=1 | 1..7 zero | 8 u64 version | 16 nonce ciphertext tag
 //   associated data = "strata-meta-1" | fs uuid | header bytes [0,16)
@@ -35,14 +36,17 @@ struct ChunkHeader {
   // The compressed plaintext is the chunk split in two byte planes (even offsets, then odd):
   // 16-bit image data compresses better and faster that way.
   bool planes = false;
+  // The plaintext is a patch, not a whole chunk: u32 n, n x (u32 offset, u32 length), then
+  // the bytes of those ranges, applied over the chunk as it was (docs/formats/records.md).
+  bool patch = false;
   uint64_t ino = 0, index = 0, version = 0, file_size = 0;
   int64_t mtime = 0;
 };
 
 inline constexpr size_t kChunkHeaderSize = 48;
 
-// The chunk-map op a kData record stands for. The live path and recovery both build it here,
-// so the database is the same function of the journal either way.
+// The chunk-map op (kChunk or kPatch) a kData record stands for. The live path and recovery both
+// build it here, so the database is the same function of the journal either way.
 meta::Op ChunkOp(const ChunkHeader& h, const journal::Location& loc);
 inline constexpr size_t kMetaHeaderSize = 16;
 

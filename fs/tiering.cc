@@ -233,7 +233,7 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
             ASSIGN_OR_RETURN(auto inode, meta_->GetInode(it.e.ino));
             if (!inode) continue;
             it.inode = std::move(*inode);
-            ASSIGN_OR_RETURN(it.chunks, meta_->ListChunks(it.e.ino));
+            ASSIGN_OR_RETURN(it.chunks, StoredRecordsLocked(it.e.ino));
           } else if (!S_ISDIR(it.e.mode)) {
             continue;
           }
@@ -331,6 +331,17 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
   return report;
 }
 
+Result<std::vector<meta::ChunkRow>> Filesystem::StoredRecordsLocked(uint64_t ino) {
+  ASSIGN_OR_RETURN(auto rows, meta_->ListChunks(ino));
+  bool patched = false;
+  for (const auto& c : rows) patched = patched || c.patches > 0;
+  if (patched) {
+    ASSIGN_OR_RETURN(auto patches, meta_->ListPatches(ino));
+    rows.insert(rows.end(), patches.begin(), patches.end());
+  }
+  return rows;
+}
+
 tiering::FileFacts Filesystem::FactsLocked(const meta::InodeRow& inode, const std::string& path,
                                            const std::vector<meta::ChunkRow>& chunks,
                                            std::map<std::string, uint64_t>* by_tier) {
@@ -397,7 +408,7 @@ Status Filesystem::RecallIfPolicySays(const RecallCandidate& c) {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(auto inode, meta_->GetInode(c.ino));
     if (!inode || inode->nlink == 0) return Status::OK();
-    ASSIGN_OR_RETURN(auto chunks, meta_->ListChunks(c.ino));
+    ASSIGN_OR_RETURN(auto chunks, StoredRecordsLocked(c.ino));
     std::map<std::string, uint64_t> by_tier;
     facts = FactsLocked(*inode, c.path, chunks, &by_tier);
   }
@@ -438,7 +449,9 @@ Status Filesystem::MoveChunksOf(uint64_t ino, const std::string& to, CompactSet*
   std::vector<Move> moves;
   {
     std::lock_guard<std::mutex> l(mu_);
-    ASSIGN_OR_RETURN(auto chunks, meta_->ListChunks(ino));
+    // Patches move with their chunks, as they are (a patch over a chunk on another tier reads
+    // as well, but a file is on a tier with all its records).
+    ASSIGN_OR_RETURN(auto chunks, StoredRecordsLocked(ino));
     for (auto& c : chunks) {
       std::string cur = TierOfLocked(c.segment);
       if (cur.empty()) cur = kHot;

@@ -9,7 +9,7 @@
 namespace strata::meta {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr uint64_t kFirstPlacementSegment = uint64_t{1} << 40;  // = journal::kFirstPlacementSegment
 
 const char* kSchema = R"sql(
@@ -28,7 +28,11 @@ CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent, cookie);
 CREATE TABLE IF NOT EXISTS chunks(
   ino INTEGER NOT NULL, idx INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
   stored_len INTEGER NOT NULL, logical_len INTEGER NOT NULL, version INTEGER NOT NULL,
-  PRIMARY KEY(ino, idx)) WITHOUT ROWID;
+  patches INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ino, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS patches(
+  ino INTEGER NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, segment INTEGER NOT NULL,
+  offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, version INTEGER NOT NULL,
+  PRIMARY KEY(ino, idx, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS xattrs(
   ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
@@ -42,6 +46,16 @@ ALTER TABLE segments ADD COLUMN tier TEXT NOT NULL DEFAULT '';
 ALTER TABLE segments ADD COLUMN state INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE segments ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
 UPDATE meta SET value = 2 WHERE key = 'schema_version';
+)sql";
+
+// Version 2 -> 3: patch records (a chunk's rewritten ranges, applied over its base).
+const char* kUpgrade2To3 = R"sql(
+ALTER TABLE chunks ADD COLUMN patches INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS patches(
+  ino INTEGER NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, segment INTEGER NOT NULL,
+  offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, version INTEGER NOT NULL,
+  PRIMARY KEY(ino, idx, seq)) WITHOUT ROWID;
+UPDATE meta SET value = 3 WHERE key = 'schema_version';
 )sql";
 
 class Stmt {
@@ -74,7 +88,9 @@ class Stmt {
 };
 
 // The chunk map columns every chunk query selects, in the order ReadChunkRow reads them.
-#define CHUNK_COLUMNS "idx, segment, offset, stored_len, logical_len, version"
+#define CHUNK_COLUMNS "idx, segment, offset, stored_len, logical_len, version, patches"
+// The same for patch rows (logical_len: none of its own).
+#define PATCH_COLUMNS "idx, segment, offset, stored_len, 0, version, seq"
 
 ChunkRow ReadChunkRow(Stmt& q) {
   ChunkRow c;
@@ -84,6 +100,7 @@ ChunkRow ReadChunkRow(Stmt& q) {
   c.stored_len = static_cast<uint32_t>(q.Int(3));
   c.logical_len = static_cast<uint32_t>(q.Int(4));
   c.version = static_cast<uint64_t>(q.Int(5));
+  c.patches = static_cast<uint32_t>(q.Int(6));
   return c;
 }
 
@@ -172,19 +189,23 @@ Status MetaStore::MaybeUpgrade(bool read_only) {
     PREP(q, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (q.Step() == SQLITE_ROW) version = q.Int(0);
   }
-  if (version != 1) return Status::OK();  // LoadCounters judges every other version
+  if (version != 1 && version != 2) return Status::OK();  // LoadCounters judges the others
   if (read_only)
-    return Status::InvalidArgument("metadata database " + path_ +
-                                   " has schema version 1: mount it read-write once to upgrade");
+    return Status::InvalidArgument("metadata database " + path_ + " has schema version " +
+                                   std::to_string(version) +
+                                   ": mount it read-write once to upgrade");
   RETURN_IF_ERROR(Exec("BEGIN"));
-  std::string sql = std::string(kUpgrade1To2) +
-                    "INSERT OR IGNORE INTO meta VALUES('next_placement'," +
-                    std::to_string(kFirstPlacementSegment) + ");";
+  std::string sql;
+  if (version == 1)
+    sql = std::string(kUpgrade1To2) + "INSERT OR IGNORE INTO meta VALUES('next_placement'," +
+          std::to_string(kFirstPlacementSegment) + ");";
+  sql += kUpgrade2To3;
   Status s = Exec(sql.c_str());
   if (s.ok()) s = Exec("COMMIT");
   if (!s.ok()) {
     Exec("ROLLBACK").IgnoreError();
-    return s.WithContext("upgrading the metadata schema from version 1 to 2");
+    return s.WithContext("upgrading the metadata schema from version " + std::to_string(version) +
+                         " to " + std::to_string(kSchemaVersion));
   }
   return Status::OK();
 }
@@ -346,6 +367,9 @@ Status MetaStore::Apply(const Op& op, uint64_t lsn) {
     case OpKind::kChunk:
       s = ApplyChunk(op);
       break;
+    case OpKind::kPatch:
+      s = ApplyPatch(op);
+      break;
     case OpKind::kSegmentState:
       s = ApplySegmentState(op);
       break;
@@ -505,7 +529,9 @@ Status MetaStore::AddStored(uint64_t ino, uint64_t segment, int64_t delta) {
 Status MetaStore::TruncateChunks(uint64_t ino, uint64_t size) {
   uint64_t first_dead = (size + chunk_size_ - 1) / chunk_size_;
   {
-    PREP(q, "SELECT segment, stored_len FROM chunks WHERE ino = ? AND idx >= ?");
+    PREP(q,
+         "SELECT segment, stored_len FROM chunks WHERE ino = ?1 AND idx >= ?2 UNION ALL "
+         "SELECT segment, stored_len FROM patches WHERE ino = ?1 AND idx >= ?2");
     q.Bind(1, ino).Bind(2, first_dead);
     std::vector<std::pair<uint64_t, int64_t>> dead;
     int rc;
@@ -518,8 +544,15 @@ Status MetaStore::TruncateChunks(uint64_t ino, uint64_t size) {
     d.Bind(1, ino).Bind(2, first_dead);
     STEP_DONE(d, "delete truncated chunks");
   }
-  // A chunk cut in the middle keeps its stored bytes; only its logical length shrinks, so
-  // the cut-off tail reads as zeros if the file grows again.
+  {
+    PREP(d, "DELETE FROM patches WHERE ino = ? AND idx >= ?");
+    d.Bind(1, ino).Bind(2, first_dead);
+    STEP_DONE(d, "delete truncated patches");
+  }
+  // A chunk cut in the middle keeps its stored bytes (and patches); only its logical length
+  // shrinks, so the cut-off tail reads as zeros if the file grows again. A patch is never
+  // written over a shortened chunk (the next write rewrites it whole), so none can bring the
+  // cut-off bytes back.
   if (size % chunk_size_ != 0) {
     PREP(c, "UPDATE chunks SET logical_len = MIN(logical_len, ?) WHERE ino = ? AND idx = ?");
     c.Bind(1, static_cast<uint64_t>(size % chunk_size_)).Bind(2, ino).Bind(3, size / chunk_size_);
@@ -554,15 +587,54 @@ Status MetaStore::ApplyChunk(const Op& op) {
   if (!inode) return Status::Corruption("chunk of missing inode " + std::to_string(op.ino));
   ASSIGN_OR_RETURN(auto old, GetChunk(op.ino, op.chunk_index));
   if (old) RETURN_IF_ERROR(AddStored(op.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
+  if (old && old->patches > 0) {  // the whole chunk again: its patches are dead
+    ASSIGN_OR_RETURN(auto patches, ListPatches(op.ino, op.chunk_index));
+    for (const auto& p : patches)
+      RETURN_IF_ERROR(AddStored(op.ino, p.segment, -static_cast<int64_t>(p.stored_len)));
+    PREP(d, "DELETE FROM patches WHERE ino = ? AND idx = ?");
+    d.Bind(1, op.ino).Bind(2, op.chunk_index);
+    STEP_DONE(d, "delete patches");
+  }
   {
     PREP(q,
          "INSERT OR REPLACE INTO chunks(ino, idx, segment, offset, stored_len, logical_len, "
-         "version) VALUES(?,?,?,?,?,?,?)");
+         "version, patches) VALUES(?,?,?,?,?,?,?,0)");
     q.Bind(1, op.ino).Bind(2, op.chunk_index).Bind(3, op.segment).Bind(4, op.offset);
     q.Bind(5, op.stored_len).Bind(6, op.logical_len).Bind(7, op.version);
     STEP_DONE(q, "store chunk");
   }
   RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
+  return GrowFromChunk(op);
+}
+
+Status MetaStore::ApplyPatch(const Op& op) {
+  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
+  if (!inode) return Status::Corruption("patch of missing inode " + std::to_string(op.ino));
+  ASSIGN_OR_RETURN(auto base, GetChunk(op.ino, op.chunk_index));
+  if (!base)
+    return Status::Corruption("patch of inode " + std::to_string(op.ino) + " chunk " +
+                              std::to_string(op.chunk_index) + ", which has no stored chunk");
+  const uint32_t seq = base->patches + 1;
+  {
+    PREP(q,
+         "INSERT INTO patches(ino, idx, seq, segment, offset, stored_len, version) "
+         "VALUES(?,?,?,?,?,?,?)");
+    q.Bind(1, op.ino).Bind(2, op.chunk_index).Bind(3, seq).Bind(4, op.segment);
+    q.Bind(5, op.offset).Bind(6, op.stored_len).Bind(7, op.version);
+    STEP_DONE(q, "store patch");
+  }
+  {
+    PREP(u,
+         "UPDATE chunks SET patches = ?, logical_len = MAX(logical_len, ?) "
+         "WHERE ino = ? AND idx = ?");
+    u.Bind(1, seq).Bind(2, op.logical_len).Bind(3, op.ino).Bind(4, op.chunk_index);
+    STEP_DONE(u, "count patch");
+  }
+  RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
+  return GrowFromChunk(op);
+}
+
+Status MetaStore::GrowFromChunk(const Op& op) {
   // Chunks of one file may be sealed in parallel and land in any order: writes only ever grow
   // a file and move its mtime forward. Truncations and utimes are separate ops.
   PREP(u,
@@ -599,6 +671,20 @@ Status MetaStore::ApplyMoveChunks(const Op& op) {
   RETURN_IF_ERROR(DecodeMoveEntries(op.blob, &entries));
   for (const MoveEntry& e : entries) {
     ASSIGN_OR_RETURN(auto old, GetChunk(e.ino, e.index));
+    if (old && old->version != e.version && old->patches > 0) {
+      // Not the chunk itself: one of its patches (versions are unique), if still there.
+      ASSIGN_OR_RETURN(auto patches, ListPatches(e.ino, e.index));
+      for (const auto& p : patches) {
+        if (p.version != e.version || p.stored_len != e.stored_len) continue;
+        RETURN_IF_ERROR(AddStored(e.ino, p.segment, -static_cast<int64_t>(p.stored_len)));
+        PREP(q, "UPDATE patches SET segment = ?, offset = ? WHERE ino = ? AND idx = ? AND seq = ?");
+        q.Bind(1, op.segment).Bind(2, e.offset).Bind(3, e.ino).Bind(4, e.index);
+        q.Bind(5, p.patches);
+        STEP_DONE(q, "move patch");
+        RETURN_IF_ERROR(AddStored(e.ino, op.segment, e.stored_len));
+      }
+      continue;
+    }
     // Rewritten, truncated or deleted since it was copied: the copy is dead weight.
     if (!old || old->version != e.version || old->stored_len != e.stored_len) continue;
     RETURN_IF_ERROR(AddStored(e.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
@@ -627,6 +713,22 @@ Result<std::vector<SegmentRow>> MetaStore::ListSegments() {
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return SqlError("list segments");
+  return out;
+}
+
+Result<std::vector<ChunkRow>> MetaStore::ListPatches(uint64_t ino, std::optional<uint64_t> index) {
+  std::vector<ChunkRow> out;
+  int rc;
+  if (index) {
+    PREP(q, "SELECT " PATCH_COLUMNS " FROM patches WHERE ino = ? AND idx = ? ORDER BY seq");
+    q.Bind(1, ino).Bind(2, *index);
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
+  } else {
+    PREP(q, "SELECT " PATCH_COLUMNS " FROM patches WHERE ino = ? ORDER BY idx, seq");
+    q.Bind(1, ino);
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
+  }
+  if (rc != SQLITE_DONE) return SqlError("list patches");
   return out;
 }
 

@@ -44,11 +44,15 @@ struct EntryRow {
   uint64_t cookie = 0;  // stable position for readdir; increases with insertion
 };
 
+// A stored chunk, or one of its patches (docs/formats/records.md): the ranges of the chunk
+// rewritten since, applied over it in order.
 struct ChunkRow {
   uint64_t index = 0;
   uint64_t segment = 0, offset = 0;
-  uint32_t stored_len = 0, logical_len = 0;
+  uint32_t stored_len = 0, logical_len = 0;  // logical_len: 0 in a patch row
   uint64_t version = 0;
+  // A chunk: how many patches it has (numbered 1..patches). A patch: its number.
+  uint32_t patches = 0;
 };
 
 struct SegmentRow {
@@ -108,7 +112,11 @@ class MetaStore {
   Result<std::vector<std::pair<std::string, std::string>>> ListXattrs(uint64_t ino);
   // Every segment row, by id: journal segments with data, and placement segments.
   Result<std::vector<SegmentRow>> ListSegments();
+  // The chunks of a file, by index (not their patches).
   Result<std::vector<ChunkRow>> ListChunks(uint64_t ino);
+  // The patches of one chunk of a file, or of all its chunks, in the order they apply.
+  Result<std::vector<ChunkRow>> ListPatches(uint64_t ino,
+                                            std::optional<uint64_t> index = std::nullopt);
   // Inodes with nlink 0: unlinked while open when the process stopped.
   Result<std::vector<uint64_t>> Orphans();
   Totals totals() const { return totals_; }
@@ -133,6 +141,8 @@ class MetaStore {
   Status ApplyRename(const Op& op);
   Status ApplySetAttr(const Op& op);
   Status ApplyChunk(const Op& op);
+  Status ApplyPatch(const Op& op);
+  Status GrowFromChunk(const Op& op);
   Status ApplyDeleteInode(const Op& op);
   Status ApplySegmentState(const Op& op);
   Status ApplyMoveChunks(const Op& op);

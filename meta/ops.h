@@ -36,6 +36,10 @@ enum class OpKind : uint8_t {
   // bytes): `blob` = packed MoveEntry list. The segment becomes live. Each entry applies only
   // if the chunk still has that version and length; otherwise the copy is dead.
   kMoveChunks = 11,
+  // Ranges of a stored chunk rewritten (applied from kData records with the patch flag): a
+  // patch over the chunk, which must exist; it grows the chunk's logical length to
+  // `logical_len`. Never encoded: like kChunk, built from the record's header.
+  kPatch = 12,
 };
 
 // Where a placement segment is in its life. Rows of journal segments are always kLive.
@@ -80,7 +84,7 @@ struct Op {
   int64_t atime = 0, mtime = 0, ctime = 0;  // ns since the epoch
   uint32_t mask = 0;                        // kSetAttr
   std::string blob;  // kCreate: sealed symlink target; kSetXattr: sealed value
-  // kChunk: where the sealed chunk lives and how to check it.
+  // kChunk, kPatch: where the sealed record lives and how to check it.
   uint64_t chunk_index = 0;
   uint64_t segment = 0, offset = 0;
   uint32_t stored_len = 0;   // record payload length in the segment

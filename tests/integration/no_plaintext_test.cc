@@ -171,6 +171,17 @@ class NoPlaintextTest : public MountFixture {
       EXPECT_EQ(fdatasync(fd), 0);
       close(fd);
     }
+    // A small correction inside a whole stored chunk: journaled as a patch over it.
+    const std::string patched = Marker("PATCH");
+    EXPECT_TRUE(WriteWholeFile(mnt() + "/patched", std::string(256 * 1024, 'b'), 0644));
+    fd = open((mnt() + "/patched").c_str(), O_WRONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    if (fd >= 0) {
+      EXPECT_EQ(pwrite(fd, patched.data(), patched.size(), 140000),
+                static_cast<ssize_t>(patched.size()));
+      EXPECT_EQ(fdatasync(fd), 0);
+      close(fd);
+    }
     return random.size();
   }
 
@@ -260,6 +271,11 @@ TEST_F(NoPlaintextTest, NothingPlaintextAfterCleanUnmount) {
   std::string tiny;
   ASSERT_TRUE(ReadWholeFile(mnt() + "/tiny", &tiny)) << ErrnoName(errno);
   EXPECT_EQ(tiny, markers_["TINY"]);
+  std::string patched;
+  ASSERT_TRUE(ReadWholeFile(mnt() + "/patched", &patched)) << ErrnoName(errno);
+  std::string expect(256 * 1024, 'b');
+  expect.replace(140000, markers_["PATCH"].size(), markers_["PATCH"]);
+  EXPECT_EQ(patched, expect);
 }
 
 TEST_F(NoPlaintextTest, NothingPlaintextAfterKill9) {

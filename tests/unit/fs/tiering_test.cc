@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "fs/filesystem.h"
+#include "meta/meta_store.h"
 
 namespace strata::fs {
 namespace {
@@ -171,6 +172,42 @@ TEST_F(TieringTest, OldStudiesMoveAndReadBackIdentical) {
   r = MustMigrate();
   EXPECT_EQ(r.files_moved, 0u);
   EXPECT_EQ(r.rules[0].files, 0u);
+}
+
+TEST_F(TieringTest, PatchesMoveWithTheirChunksAndReadBackIdentical) {
+  Populate();
+  // A small rewrite of an old study (journaled as a patch over its chunk), then its old mtime
+  // again, so the rule still selects it.
+  {
+    auto fh = fs_->Open(a_, O_RDWR);
+    ASSERT_TRUE(fh.ok());
+    ASSERT_TRUE(fs_->Write(a_, *fh, 20000, "corrected tag").ok());
+    ASSERT_TRUE(fs_->Release(a_, *fh).ok());
+    a_data_.replace(20000, 13, "corrected tag");
+    SetAttrRequest req;
+    req.mtime = Env::Default()->NowNanos() - 200 * kDay;
+    ASSERT_TRUE(fs_->SetAttr(a_, req, Caller{}).ok());
+  }
+  MigrateReport r = MustMigrate();
+  EXPECT_EQ(r.files_moved, 2u);
+  EXPECT_TRUE(r.errors.empty());
+  fs_.reset();
+  {
+    auto m = meta::MetaStore::Open(root_ + "/hot/meta.db", config_.chunk_size, false, true);
+    ASSERT_TRUE(m.ok());
+    auto patches = (*m)->ListPatches(a_);
+    ASSERT_TRUE(patches.ok());
+    ASSERT_EQ(patches->size(), 1u);
+    auto chunk = (*m)->GetChunk(a_, 1);
+    ASSERT_TRUE(chunk.ok() && chunk->has_value());
+    EXPECT_EQ((*patches)[0].segment, (*chunk)->segment) << "the patch stayed behind";
+    EXPECT_GE((*patches)[0].segment, uint64_t{1} << 40) << "not in a placement segment";
+  }
+  Reopen();
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  // And back: a recall moves the patch too.
+  ASSERT_TRUE(fs_->MoveFile(a_, "hot").ok());
+  EXPECT_EQ(*ReadAll(a_), a_data_);
 }
 
 TEST_F(TieringTest, DryRunCountsAndChangesNothing) {

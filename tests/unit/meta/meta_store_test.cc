@@ -1,6 +1,7 @@
 #include "meta/meta_store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,6 +159,111 @@ TEST_F(MetaStoreTest, ChunksTruncateAndAccountStoredBytes) {
   EXPECT_FALSE(m_->GetChunk(2, 2)->has_value());
   EXPECT_EQ((*m_->GetChunk(2, 1))->logical_len, 10u);
   EXPECT_EQ(m_->totals().stored_bytes, 200u);
+}
+
+Op StoredOp(OpKind kind, uint64_t index, uint64_t segment, uint64_t offset, uint32_t stored_len,
+            uint64_t version) {
+  Op c;
+  c.kind = kind;
+  c.ino = 2;
+  c.chunk_index = index;
+  c.segment = segment;
+  c.offset = offset;
+  c.stored_len = stored_len;
+  c.logical_len = 4096;
+  c.version = version;
+  c.size = 4096 * (index + 1);
+  return c;
+}
+
+// A patch lies over its chunk: counted on the chunk row, listed in order, accounted as stored
+// bytes of its segment; moved by version; dropped with the chunk's next whole version, a
+// truncate below it, and the inode.
+TEST_F(MetaStoreTest, PatchesStackOnTheirChunkAndGoWithIt) {
+  ASSERT_TRUE(Apply(Create(2, 1, "f", S_IFREG)).ok());
+  EXPECT_TRUE(Apply(StoredOp(OpKind::kPatch, 0, 1, 0, 10, 5)).IsCorruption())
+      << "a patch needs a stored chunk under it";
+  for (uint64_t i = 0; i < 2; i++)
+    ASSERT_TRUE(Apply(StoredOp(OpKind::kChunk, i, 1, 100 * i, 100, 10 + i)).ok());
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kPatch, 0, 1, 200, 10, 20)).ok());
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kPatch, 0, 2, 0, 20, 21)).ok());
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kPatch, 1, 2, 20, 30, 22)).ok());
+  EXPECT_EQ((*m_->GetChunk(2, 0))->patches, 2u);
+  EXPECT_EQ((*m_->GetChunk(2, 0))->version, 10u) << "the chunk row stays the base";
+  auto p0 = *m_->ListPatches(2, 0);
+  ASSERT_EQ(p0.size(), 2u);
+  EXPECT_EQ(p0[0].version, 20u);
+  EXPECT_EQ(p0[0].patches, 1u);
+  EXPECT_EQ(p0[1].version, 21u);
+  EXPECT_EQ(p0[1].segment, 2u);
+  EXPECT_EQ(m_->ListPatches(2)->size(), 3u);
+  EXPECT_EQ((*m_->GetInode(2))->stored_bytes, 260u);
+  auto live = [&](uint64_t seg) {
+    auto rows = m_->ListSegments();
+    EXPECT_TRUE(rows.ok());
+    for (const auto& r : *rows)
+      if (r.id == seg) return r.live_bytes;
+    return uint64_t{0};
+  };
+  EXPECT_EQ(live(1), 210u);
+  EXPECT_EQ(live(2), 50u);
+
+  // Moved by version: the second patch of chunk 0 goes to segment 7.
+  Op mv;
+  mv.kind = OpKind::kMoveChunks;
+  mv.segment = 7;
+  mv.size = 1000;
+  mv.blob = EncodeMoveEntries({{2, 0, 21, 40, 20}});
+  ASSERT_TRUE(Apply(mv).ok());
+  EXPECT_EQ((*m_->ListPatches(2, 0))[1].segment, 7u);
+  EXPECT_EQ((*m_->ListPatches(2, 0))[1].offset, 40u);
+  EXPECT_EQ(live(2), 30u);
+  EXPECT_EQ(live(7), 20u);
+
+  // A whole new version of chunk 0 drops its patches.
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kChunk, 0, 3, 0, 100, 30)).ok());
+  EXPECT_EQ((*m_->GetChunk(2, 0))->patches, 0u);
+  EXPECT_TRUE(m_->ListPatches(2, 0)->empty());
+  EXPECT_EQ(live(7), 0u);
+  EXPECT_EQ((*m_->GetInode(2))->stored_bytes, 230u);
+
+  // A truncate below chunk 1 drops it and its patch.
+  Op t;
+  t.kind = OpKind::kSetAttr;
+  t.ino = 2;
+  t.mask = kSetSize;
+  t.size = 100;
+  ASSERT_TRUE(Apply(t).ok());
+  EXPECT_TRUE(m_->ListPatches(2)->empty());
+  EXPECT_EQ((*m_->GetInode(2))->stored_bytes, 100u);
+  EXPECT_EQ(m_->totals().stored_bytes, 100u);
+}
+
+// A database from before patches (schema 2) is upgraded by a read-write open and refused,
+// with what to do, by a read-only one.
+TEST_F(MetaStoreTest, SchemaTwoIsUpgradedReadWriteAndRefusedReadOnly) {
+  ASSERT_TRUE(Apply(Create(2, 1, "f", S_IFREG)).ok());
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kChunk, 0, 1, 0, 100, 10)).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  m_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/meta.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE patches; ALTER TABLE chunks DROP COLUMN patches; "
+                         "UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto ro = MetaStore::Open(dir_ + "/meta.db", 4096, false, true);
+  ASSERT_FALSE(ro.ok());
+  EXPECT_NE(ro.status().message().find("schema version 2: mount it read-write once"),
+            std::string::npos)
+      << ro.status().ToString();
+  Open(false);
+  EXPECT_EQ((*m_->GetChunk(2, 0))->version, 10u);
+  ASSERT_TRUE(Apply(StoredOp(OpKind::kPatch, 0, 1, 100, 10, 11)).ok());
+  EXPECT_EQ((*m_->GetChunk(2, 0))->patches, 1u);
 }
 
 TEST_F(MetaStoreTest, CommitPersistsAppliedLsnAndRollbackForgets) {
