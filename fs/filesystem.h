@@ -232,11 +232,12 @@ class Filesystem {
     // At most one per index, so a chunk's versions reach the journal in order.
     std::map<uint64_t, std::shared_ptr<const DirtyChunk>> sealing;
     int inflight = 0;
-    Status async_error;                     // the first failure of a sealing job, reported at drain
-    std::condition_variable cv;             // signalled whenever a sealing job finishes
-    bool null_written = false;              // --null-data: written since the last flush
-    bool accessed = false;                  // a read since the inode was opened saw to atime
-    bool cold_seen = false;                 // ... and one read cold data (recall candidate)
+    Status async_error;          // the first failure of a sealing job, reported at drain
+    std::condition_variable cv;  // signalled whenever a sealing job finishes
+    bool null_written = false;   // --null-data: written since the last flush
+    bool no_capability = false;  // no security.capability xattr (guarded by Filesystem::mu_)
+    bool accessed = false;       // a read since the inode was opened saw to atime
+    bool cold_seen = false;      // ... and one read cold data (recall candidate)
     std::atomic<int64_t> atime_before{-1};  // the atime that read found (-1: not yet)
   };
   // An inode the kernel holds references to: its lookup count, and the entry it was last

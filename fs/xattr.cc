@@ -14,6 +14,7 @@ namespace strata::fs {
 namespace {
 
 constexpr size_t kMaxXattrValue = 65536;
+constexpr std::string_view kCapability = "security.capability";
 
 // Xattr names are encrypted with a context distinct from any directory's (inode numbers stay
 // below 2^63), so an xattr "x" of inode N never encrypts like the entry "x" in directory N.
@@ -47,6 +48,9 @@ Result<std::optional<std::string>> Filesystem::GetXattrLocked(uint64_t ino,
 }
 
 Status Filesystem::PutXattrLocked(uint64_t ino, const std::string& name, std::string_view value) {
+  if (name == kCapability) {
+    if (auto it = open_.find(ino); it != open_.end()) it->second->no_capability = false;
+  }
   meta::Op op;
   op.kind = meta::OpKind::kSetXattr;
   op.ino = ino;
@@ -107,10 +111,18 @@ Status Filesystem::SetXattr(uint64_t ino, const std::string& name, std::string_v
 Result<std::string> Filesystem::GetXattr(uint64_t ino, const std::string& name) {
   RETURN_IF_ERROR(CheckXattrName(name));
   std::lock_guard<std::mutex> l(mu_);
+  // The kernel asks for security.capability before every write to a FUSE file (it cannot
+  // know that writes need not clear it): an open inode remembers that it has none.
+  const bool capability = name == kCapability;
+  auto open = capability ? open_.find(ino) : open_.end();
+  if (open != open_.end() && open->second->no_capability) return Status::Posix(ENODATA);
   ASSIGN_OR_RETURN(auto row, meta_->GetInode(ino));
   if (!row) return Status::Posix(ENOENT);
   ASSIGN_OR_RETURN(auto value, GetXattrLocked(ino, name));
-  if (!value) return Status::Posix(ENODATA);
+  if (!value) {
+    if (open != open_.end()) open->second->no_capability = true;
+    return Status::Posix(ENODATA);
+  }
   return std::move(*value);
 }
 

@@ -192,6 +192,28 @@ TEST_F(FilesystemTest, Xattrs) {
   EXPECT_TRUE(fs_->ListXattr(ino)->empty());
 }
 
+// The kernel asks an open file for security.capability before each write; the answer "none"
+// is remembered while it is open, and forgotten when the capability is set.
+TEST_F(FilesystemTest, AnOpenFileRemembersItHasNoCapabilityUntilOneIsSet) {
+  uint64_t ino = CreateFile("tool", "#!/bin/sh\n");
+  auto fh = fs_->Open(ino, O_RDWR);
+  ASSERT_TRUE(fh.ok());
+  const std::string cap = "security.capability";
+  EXPECT_EQ(fs_->GetXattr(ino, cap).status().ToErrno(), ENODATA);
+  EXPECT_EQ(fs_->GetXattr(ino, cap).status().ToErrno(), ENODATA);
+  const std::string value("\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00", 12);
+  ASSERT_TRUE(fs_->SetXattr(ino, cap, value, 0).ok());
+  auto got = fs_->GetXattr(ino, cap);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, value);
+  ASSERT_TRUE(fs_->RemoveXattr(ino, cap).ok());
+  EXPECT_EQ(fs_->GetXattr(ino, cap).status().ToErrno(), ENODATA);
+  ASSERT_TRUE(fs_->SetXattr(ino, cap, value, 0).ok());
+  EXPECT_EQ(*fs_->GetXattr(ino, cap), value);
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+  EXPECT_EQ(*fs_->GetXattr(ino, cap), value);
+}
+
 TEST_F(FilesystemTest, UncleanStopIsRecoveredByReplay) {
   // Copy the hot tier while the filesystem is open: what a kill -9 leaves behind.
   uint64_t ino = CreateFile("before", Random(50000, 2));
