@@ -535,26 +535,28 @@ Result<Filesystem::Stored> Filesystem::WhereStored(uint64_t ino, uint64_t index)
   std::lock_guard<std::mutex> l(mu_);
   ASSIGN_OR_RETURN(auto row, meta_->GetChunk(ino, index));
   if (!row) return Stored::kNone;
+  if (row->logical_len != sb_.chunk_size || row->patches >= kMaxPatches) return Stored::kWhole;
   auto cold = [&](uint64_t segment) {
     return internal::IsPlacement(segment) && TierOfLocked(segment) != internal::kHot;
   };
-  if (cold(row->segment)) return Stored::kCold;
+  if (cold(row->segment)) return Stored::kWhole;
   if (row->patches > 0) {
     ASSIGN_OR_RETURN(auto patches, meta_->ListPatches(ino, index));
     for (const auto& p : patches)
-      if (cold(p.segment)) return Stored::kCold;
+      if (cold(p.segment)) return Stored::kWhole;
   }
-  return Stored::kHot;
+  return Stored::kPatchable;
 }
 
-Status Filesystem::Materialize(uint64_t ino, uint64_t index, DirtyChunk* c) {
+Status Filesystem::Materialize(uint64_t ino, uint64_t index, DirtyChunk* c, bool allow_cold) {
   if (!c->lazy) return Status::OK();
   Ranges gaps;
   CollectGaps(c->ranges, c->base_len, 0, c->base_len, &gaps);
   if (!gaps.empty()) {
     std::string base(c->base_len, '\0');
-    RETURN_IF_ERROR(
-        ReadStoredChunk(ino, index, 0, c->base_len, base.data(), true, nullptr, nullptr));
+    bool blocked = false;
+    RETURN_IF_ERROR(ReadStoredChunk(ino, index, 0, c->base_len, base.data(), allow_cold,
+                                    allow_cold ? nullptr : &blocked, nullptr));
     for (const auto& [b, e] : gaps) std::memcpy(c->data.data() + b, base.data() + b, e - b);
   }
   c->lazy = false;
@@ -608,15 +610,16 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
         c.data.resize(cs);
         const uint64_t keep = f->size > start ? std::min(cs, f->size - start) : 0;
         if (keep > 0 && start < f->persisted_size) {
-          // A partial write over stored bytes. On the hot tier they are not read now: the
-          // sealer journals just the written ranges, or reads and rewrites the chunk off this
-          // thread. A cold chunk is read here, so that a tier that is down fails this write,
-          // not a later seal.
+          // A partial write over stored bytes. Over a whole chunk on the hot tier with room
+          // for a patch they are not read: the sealer journals just the written ranges (and
+          // if they grow past half the chunk, reads it then, or patches it anyway if that
+          // read fails). Any other chunk is read here, so that a damaged chunk or a tier that
+          // is down fails this write, not a later seal.
           ASSIGN_OR_RETURN(Stored where, WhereStored(ino, idx));
-          if (where == Stored::kHot) {
+          if (where == Stored::kPatchable && keep == cs) {
             c.lazy = true;
             c.base_len = static_cast<uint32_t>(keep);
-          } else if (where == Stored::kCold) {
+          } else if (where != Stored::kNone) {
             RETURN_IF_ERROR(
                 ReadStoredChunk(ino, idx, 0, keep, c.data.data(), true, nullptr, nullptr));
           }
@@ -630,9 +633,11 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
       dirty_bytes_ += static_cast<int64_t>(cs);
     }
     DirtyChunk& c = it->second;
+    // Too many separate ranges: read the chunk and make the buffer whole first (a write adds
+    // at most one range per chunk), so that a failed read leaves no byte of this write behind.
+    if (c.lazy && c.ranges.size() >= kMaxRanges) RETURN_IF_ERROR(Materialize(ino, idx, &c));
     std::memcpy(c.data.data() + in, data.data() + pos, part);
     c.Wrote(static_cast<uint32_t>(in), static_cast<uint32_t>(in + part));
-    if (c.ranges.size() > kMaxRanges) RETURN_IF_ERROR(Materialize(ino, idx, &c));
     if (in + part == cs) full.push_back(idx);
     pos += part;
   }
@@ -712,15 +717,31 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
     for (const auto& [b, e] : chunk->ranges) written += e - b;
     // Only over a whole stored chunk: one a truncate cut short is rewritten whole, so that no
     // patch can bring its cut-off bytes back. Rewriting most of a chunk rewrites it whole.
-    if (len == cs && chunk->base_len == cs && written <= cs / 2) {
+    bool can_patch = false;
+    uint32_t patches = 0;
+    if (len == cs && chunk->base_len == cs) {
       std::lock_guard<std::mutex> l(mu_);
       ASSIGN_OR_RETURN(auto row, meta_->GetChunk(ino, index));
-      h.patch = row && row->logical_len == cs && row->patches < kMaxPatches;
+      can_patch = row && row->logical_len == cs;
+      patches = row ? row->patches : 0;
     }
+    h.patch = can_patch && written <= cs / 2 && patches < kMaxPatches;
     if (!h.patch) {
       auto whole = std::make_shared<DirtyChunk>(*chunk);
-      RETURN_IF_ERROR(Materialize(ino, index, whole.get()));
-      chunk = std::move(whole);
+      // Where a patch would do, a sealer does not wait on a cold tier (a migration may have
+      // moved the chunk since the write), and a failed read does not lose the write.
+      Status s = Materialize(ino, index, whole.get(), /*allow_cold=*/!can_patch);
+      if (s.ok()) {
+        chunk = std::move(whole);
+      } else if (can_patch) {
+        log::Warn(
+            "filesystem {}: inode {} chunk {}: the stored chunk was not read ({}); the rewrite "
+            "is journaled as a patch over it",
+            sb_.name, ino, index, s.ToString());
+        h.patch = true;
+      } else {
+        return s;
+      }
     }
   }
   std::string patch;

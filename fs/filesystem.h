@@ -297,9 +297,12 @@ class Filesystem {
   Status SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint64_t file_size, int64_t mtime,
                       std::shared_ptr<const DirtyChunk> chunk);
   // Fills the bytes of a lazy chunk that are the stored chunk's; it is then whole. Takes mu_.
-  Status Materialize(uint64_t ino, uint64_t index, DirtyChunk* c);
-  // Where chunk `index` of `ino` is stored: nowhere, on the hot tier, or on a cold one.
-  enum class Stored { kNone, kHot, kCold };
+  // With allow_cold false, a chunk on a cold tier is not fetched (Unavailable).
+  Status Materialize(uint64_t ino, uint64_t index, DirtyChunk* c, bool allow_cold = true);
+  // How chunk `index` of `ino` is stored: not at all; whole (chunk_size long) on the hot tier
+  // with fewer patches than a chunk may have, so that a rewrite may go as a patch; or
+  // otherwise (cut short, on a cold tier, or at the patch limit).
+  enum class Stored { kNone, kPatchable, kWhole };
   Result<Stored> WhereStored(uint64_t ino, uint64_t index);
   // The stored records of a file: its chunks, then its patches. REQUIRES: mu_ held.
   Result<std::vector<meta::ChunkRow>> StoredRecordsLocked(uint64_t ino);

@@ -45,6 +45,23 @@ class PatchTest : public FilesystemTest {
     model->replace(at, bytes.size(), bytes);
   }
   uint64_t cs() const { return config_.chunk_size; }
+  // Flips a bit of a record's ciphertext (past the record header (20), chunk header (48) and
+  // nonce (12)) and gives the record a matching checksum: damage only the seal can tell.
+  // REQUIRES: the filesystem closed.
+  void Damage(const meta::ChunkRow& r) {
+    const auto at = static_cast<std::streamoff>(r.offset);
+    std::fstream f(SegmentFile(root_ + "/hot", r.segment),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    std::string record(20 + r.stored_len, '\0');
+    f.seekg(at);
+    f.read(record.data(), static_cast<std::streamsize>(record.size()));
+    record[20 + 48 + 12 + 40] ^= 0x10;
+    std::string crc;
+    PutFixed32(&crc, crc32c::Mask(crc32c::Value(record.data() + 4, record.size() - 4)));
+    record.replace(0, 4, crc);
+    f.seekp(at);
+    f.write(record.data(), static_cast<std::streamsize>(record.size()));
+  }
 };
 
 TEST_F(PatchTest, SmallRewritesAreJournaledAsPatchesAndReadBackMerged) {
@@ -193,22 +210,7 @@ TEST_F(PatchTest, AFlippedBitInAPatchIsEioNotData) {
   auto patches = Patches(ino);
   ASSERT_EQ(patches.size(), 1u);
   fs_.reset();
-  {
-    // Flip a bit of the ciphertext (past the record header (20), chunk header (48) and nonce
-    // (12)) and give the record a matching checksum: damage only the seal can tell.
-    const auto at = static_cast<std::streamoff>(patches[0].offset);
-    std::fstream f(SegmentFile(root_ + "/hot", patches[0].segment),
-                   std::ios::in | std::ios::out | std::ios::binary);
-    std::string record(20 + patches[0].stored_len, '\0');
-    f.seekg(at);
-    f.read(record.data(), static_cast<std::streamsize>(record.size()));
-    record[20 + 48 + 12 + 40] ^= 0x10;
-    std::string crc;
-    PutFixed32(&crc, crc32c::Mask(crc32c::Value(record.data() + 4, record.size() - 4)));
-    record.replace(0, 4, crc);
-    f.seekp(at);
-    f.write(record.data(), static_cast<std::streamsize>(record.size()));
-  }
+  Damage(patches[0]);
   Reopen();
   auto fh = fs_->Open(ino, O_RDONLY);
   ASSERT_TRUE(fh.ok());
@@ -217,6 +219,33 @@ TEST_F(PatchTest, AFlippedBitInAPatchIsEioNotData) {
   ASSERT_FALSE(n.ok()) << "bytes outside the patch must not be served from a damaged chunk";
   EXPECT_TRUE(n.status().IsCorruption()) << n.status().ToString();
   EXPECT_EQ(n.status().ToErrno(), EIO);
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+}
+
+// A partial write to a chunk that cannot take a patch (here the file's last, partial chunk)
+// reads it at the write: a damaged chunk fails the write, rather than a later seal losing it.
+TEST_F(PatchTest, AWriteOverADamagedChunkThatCannotTakeAPatchFailsAtOnce) {
+  std::string model = Random(cs() + 5000, 11);
+  uint64_t ino = CreateFile("victim", model);
+  CreateFile("tail", "keeps the damaged record away from the journal tail");
+  const meta::ChunkRow c1 = Chunk(ino, 1);
+  fs_.reset();
+  Damage(c1);
+  Reopen();
+  auto fh = fs_->Open(ino, O_RDWR);
+  ASSERT_TRUE(fh.ok());
+  auto w = fs_->Write(ino, *fh, cs() + 100, "0123456789");
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().ToErrno(), EIO);
+  EXPECT_TRUE(fs_->Write(ino, *fh, 100, "chunk 0 takes it").ok());
+  model.replace(100, 16, "chunk 0 takes it");
+  EXPECT_TRUE(fs_->Release(ino, *fh).ok());
+  std::string head(cs(), '\0');
+  fh = fs_->Open(ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  auto n = fs_->Read(ino, *fh, 0, head.size(), head.data());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(head, model.substr(0, cs()));
   ASSERT_TRUE(fs_->Release(ino, *fh).ok());
 }
 

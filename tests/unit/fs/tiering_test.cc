@@ -210,6 +210,25 @@ TEST_F(TieringTest, PatchesMoveWithTheirChunksAndReadBackIdentical) {
   EXPECT_EQ(*ReadAll(a_), a_data_);
 }
 
+// A rewrite buffered over a hot chunk that a migration then moves to a tier that goes down:
+// the seal does not wait on the tier or fail, and the rewrite is kept as a patch.
+TEST_F(TieringTest, ARewriteWhoseChunkMovedToATierThatIsDownIsKept) {
+  Populate();
+  auto fh = fs_->Open(a_, O_RDWR);
+  ASSERT_TRUE(fh.ok());
+  const std::string big(9000, 'R');  // more than half a chunk: it would be resealed whole
+  ASSERT_TRUE(fs_->Write(a_, *fh, config_.chunk_size, big).ok());
+  a_data_.replace(config_.chunk_size, big.size(), big);
+  ASSERT_TRUE(fs_->MoveFile(a_, "archive").ok());
+  sfs::rename(root_ + "/archive", root_ + "/archive.away");
+  Status released = fs_->Release(a_, *fh);
+  EXPECT_TRUE(released.ok()) << released.ToString();
+  sfs::rename(root_ + "/archive.away", root_ + "/archive");
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  Reopen();
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+}
+
 TEST_F(TieringTest, DryRunCountsAndChangesNothing) {
   Populate();
   MigrateOptions o;
