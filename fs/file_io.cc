@@ -1,10 +1,7 @@
-// The data path: open handles, per-inode dirty chunk buffers, chunk sealing, reads through the
-// decoded-chunk cache.
+// The write path: open handles, per-inode dirty chunk buffers (lazy ones for small rewrites),
+// chunk and patch sealing, flush, fsync and release. Reads are in read_path.cc.
 #include <fcntl.h>
 #include <linux/falloc.h>
-// ZSTD_c_literalCompressionMode: an experimental parameter (zstd >= 1.5.1), checked at use.
-#define ZSTD_STATIC_LINKING_ONLY
-#include <zstd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +9,7 @@
 #include "base/coding.h"
 #include "base/logging.h"
 #include "crypto/crypto.h"
+#include "fs/chunk_bytes.h"
 #include "fs/chunk_cache.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
@@ -32,150 +30,7 @@ constexpr int kMaxSealingPerFile = 16;
 constexpr size_t kMaxRanges = 64;
 // Patches a chunk may carry; the next rewrite after these seals it whole again.
 constexpr uint32_t kMaxPatches = 8;
-// relatime's period: a read moves an atime at least this old.
-constexpr int64_t kRelatimeNs = 86400ll * 1000000000;
 
-// The noisy plane of 16-bit samples (below): at zstd's level 1 the match finder costs ~70% of
-// the chunk's compression time and finds almost nothing; a fast level with Huffman-coded
-// literals forced on keeps the entropy coding (the ratio on CT data: 4.22x against 4.29x for the
-// whole chunk at level 1, zstd -1 of the file 4.06x) at ~1.5x the speed (bench/README.md).
-constexpr int kNoisePlaneLevel = -20;
-// Levels up to this one compress the noisy plane with kNoisePlaneLevel; above it the operator
-// asked for ratio, and both planes get the configured level.
-constexpr int kFastNoisePlaneUpTo = 2;
-
-struct ZstdContexts {
-  ZSTD_CCtx* c = ZSTD_createCCtx();
-  ZSTD_CCtx* noise = NoiseContext();
-  ZSTD_DCtx* d = ZSTD_createDCtx();
-  ~ZstdContexts() {
-    ZSTD_freeCCtx(c);
-    ZSTD_freeCCtx(noise);
-    ZSTD_freeDCtx(d);
-  }
-  // Null when this libzstd refuses the settings: the noisy plane then gets the configured level.
-  static ZSTD_CCtx* NoiseContext() {
-    ZSTD_CCtx* z = ZSTD_createCCtx();
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, kNoisePlaneLevel)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_literalCompressionMode, ZSTD_ps_enable))) {
-      ZSTD_freeCCtx(z);
-      return nullptr;
-    }
-    return z;
-  }
-};
-ZstdContexts& Zstd() {
-  thread_local ZstdContexts z;
-  return z;
-}
-
-// 16-bit little-endian samples (CT, MR, CR pixel data) have a high byte with few distinct
-// values and a noisy low byte; text and already-compressed data look alike in both planes.
-bool LooksLike16BitSamples(std::string_view d) {
-  if (d.size() < 1024) return false;
-  bool seen_even[256] = {}, seen_odd[256] = {};
-  int even = 0, odd = 0;
-  size_t n = std::min<size_t>(d.size() & ~size_t{1}, 8192);
-  for (size_t i = 0; i < n; i += 2) {
-    auto e = static_cast<unsigned char>(d[i]), o = static_cast<unsigned char>(d[i + 1]);
-    if (!seen_even[e]) seen_even[e] = true, even++;
-    if (!seen_odd[o]) seen_odd[o] = true, odd++;
-  }
-  return odd <= 48 && even >= 2 * odd;
-}
-
-// Even bytes first, then odd bytes. Through raw pointers in pairs: indexing the std::string
-// reloads its data pointer after each store and keeps the loop from being vectorised.
-void SplitPlanes(std::string_view in, std::string* out) {
-  const size_t n = in.size(), half = (n + 1) / 2, pairs = n / 2;
-  out->resize(n);
-  const char* src = in.data();
-  char* even = out->data();
-  char* odd = even + half;
-  for (size_t i = 0; i < pairs; i++) {
-    even[i] = src[2 * i];
-    odd[i] = src[2 * i + 1];
-  }
-  if (n & 1) even[pairs] = src[n - 1];
-}
-
-void JoinPlanes(std::string_view in, std::string* out) {
-  const size_t n = in.size(), half = (n + 1) / 2, pairs = n / 2;
-  out->resize(n);
-  const char* even = in.data();
-  const char* odd = even + half;
-  char* dst = out->data();
-  for (size_t i = 0; i < pairs; i++) {
-    dst[2 * i] = even[i];
-    dst[2 * i + 1] = odd[i];
-  }
-  if (n & 1) dst[n - 1] = even[pairs];
-}
-
-using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
-
-// Adds [b, e) to sorted, disjoint, non-adjacent ranges.
-void AddRange(Ranges* r, uint32_t b, uint32_t e) {
-  auto it = std::lower_bound(r->begin(), r->end(), b,
-                             [](const auto& x, uint32_t v) { return x.second < v; });
-  // it: the first range ending at or after b; merge every range that touches [b, e).
-  auto last = it;
-  while (last != r->end() && last->first <= e) {
-    b = std::min(b, last->first);
-    e = std::max(e, last->second);
-    ++last;
-  }
-  it = r->erase(it, last);
-  r->insert(it, {b, e});
-}
-
-// The parts of [from, min(to, base_len)) no range covers: the stored chunk's bytes.
-void CollectGaps(const Ranges& r, uint32_t base_len, uint32_t from, uint32_t to, Ranges* gaps) {
-  const uint32_t end = std::min(to, base_len);
-  uint32_t at = from;
-  for (const auto& [b, e] : r) {
-    if (at >= end) break;
-    if (e <= at) continue;
-    if (b >= end) break;
-    if (b > at) gaps->emplace_back(at, b);
-    at = std::max(at, e);
-  }
-  if (at < end) gaps->emplace_back(at, end);
-}
-
-// A patch's plaintext: u32 n, n x (u32 offset, u32 length), then those bytes of `data`.
-std::string EncodePatch(const Ranges& r, const std::string& data) {
-  std::string out;
-  size_t bytes = 0;
-  for (const auto& [b, e] : r) bytes += e - b;
-  out.reserve(4 + 8 * r.size() + bytes);
-  PutFixed32(&out, static_cast<uint32_t>(r.size()));
-  for (const auto& [b, e] : r) {
-    PutFixed32(&out, b);
-    PutFixed32(&out, e - b);
-  }
-  for (const auto& [b, e] : r) out.append(data, b, e - b);
-  return out;
-}
-
-// Applies a patch's plaintext to `chunk`, which then holds at least `logical_len` bytes.
-Status ApplyPatch(std::string_view plain, uint32_t logical_len, std::string* chunk) {
-  if (plain.size() < 4) return Status::Corruption("patch: no range table");
-  const uint64_t n = DecodeFixed32(plain.data());
-  if (plain.size() < 4 + 8 * n) return Status::Corruption("patch: range table cut short");
-  uint64_t at = 4 + 8 * n;
-  if (chunk->size() < logical_len) chunk->resize(logical_len);
-  for (uint64_t i = 0; i < n; i++) {
-    const uint64_t off = DecodeFixed32(plain.data() + 4 + 8 * i);
-    const uint64_t len = DecodeFixed32(plain.data() + 8 + 8 * i);
-    if (off + len > logical_len || at + len > plain.size())
-      return Status::Corruption("patch: a range lies outside the chunk or the record");
-    std::memcpy(chunk->data() + off, plain.data() + at, len);
-    at += len;
-  }
-  if (at != plain.size()) return Status::Corruption("patch: bytes past its ranges");
-  return Status::OK();
-}
 }  // namespace
 
 std::shared_ptr<Filesystem::OpenInode> Filesystem::GetOpen(uint64_t ino) {
@@ -244,270 +99,6 @@ Result<std::pair<Attr, uint64_t>> Filesystem::Create(uint64_t parent, const std:
   return std::make_pair(now, *fh);
 }
 
-Status Filesystem::DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allow_cold,
-                                bool* blocked, ChunkHeader* got, std::string* plain) {
-  std::string payload;
-  Status s = ReadChunkPayload(ino, c, allow_cold, blocked, &payload);
-  if (blocked != nullptr && *blocked) return s;
-  ChunkHeader expect;
-  expect.ino = ino;
-  expect.index = c.index;
-  expect.version = c.version;
-  std::string body;
-  if (s.ok()) s = codec_->OpenChunk(payload, expect, got, &body);
-  if (s.ok()) {
-    if (got->compressed) {
-      thread_local std::string planes;
-      std::string* dst = got->planes ? &planes : plain;
-      // A patch's plaintext (its range table and bytes) is at most a chunk and a table; its
-      // length is in the frames' headers (zstd writes it; an unknown size is a huge value).
-      const uint64_t bound =
-          got->patch ? ZSTD_findDecompressedSize(body.data(), body.size()) : got->logical_len;
-      if (bound > 2 * uint64_t{sb_.chunk_size}) {
-        s = Status::Corruption("chunk record is larger than a chunk");
-      } else {
-        dst->resize(bound);
-        size_t n =
-            ZSTD_decompressDCtx(Zstd().d, dst->data(), dst->size(), body.data(), body.size());
-        if (ZSTD_isError(n) || n != bound) {
-          s = Status::Corruption("chunk does not decompress to its recorded length");
-        } else if (got->planes) {
-          JoinPlanes(planes, plain);
-        }
-      }
-    } else if (!got->patch && body.size() != got->logical_len) {
-      s = Status::Corruption("raw chunk length differs from its recorded length");
-    } else {
-      *plain = std::move(body);
-    }
-  }
-  if (!s.ok() && s.IsCorruption())
-    log::Alert(
-        "filesystem {}: inode {} chunk {} (segment {:x} offset {}{}) failed its integrity check: "
-        "{}",
-        sb_.name, ino, c.index, c.segment, c.offset,
-        c.logical_len == 0 ? fmt::format(", patch {}", c.patches) : "", s.message());
-  return s;
-}
-
-Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
-    uint64_t ino, const meta::ChunkRow& c, const std::vector<meta::ChunkRow>& patches,
-    bool allow_cold, bool* blocked) {
-  // Cached by the version of the last record that shaped it: every record's is unique.
-  const uint64_t top = patches.empty() ? c.version : patches.back().version;
-  if (auto hit = cache_->Get(ino, c.index, top)) return hit;
-  std::shared_ptr<const std::string> base = cache_->Get(ino, c.index, c.version);
-  if (base == nullptr) {
-    ChunkHeader got;
-    auto data = std::make_shared<std::string>();
-    RETURN_IF_ERROR(DecodeRecord(ino, c, allow_cold, blocked, &got, data.get()));
-    if (got.patch) return Status::Corruption("a patch record where a chunk was expected");
-    base = std::move(data);
-    cache_->Put(ino, c.index, c.version, base);
-  }
-  if (patches.empty()) return base;
-  auto merged = std::make_shared<std::string>(*base);
-  std::string plain;
-  for (const meta::ChunkRow& p : patches) {
-    ChunkHeader got;
-    RETURN_IF_ERROR(DecodeRecord(ino, p, allow_cold, blocked, &got, &plain));
-    Status s = got.patch ? ApplyPatch(plain, got.logical_len, merged.get())
-                         : Status::Corruption("a chunk record where a patch was expected");
-    if (!s.ok()) {
-      log::Alert("filesystem {}: inode {} chunk {} patch {}: {}", sb_.name, ino, c.index, p.patches,
-                 s.message());
-      return s;
-    }
-  }
-  std::shared_ptr<const std::string> out = std::move(merged);
-  cache_->Put(ino, c.index, top, out);
-  return out;
-}
-
-Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
-                                   bool allow_cold, bool* blocked, bool* cold) {
-  struct Found {
-    std::optional<meta::ChunkRow> row;
-    std::vector<meta::ChunkRow> patches;
-  };
-  auto look = [&](Found* st) -> Status {
-    std::lock_guard<std::mutex> l(mu_);
-    ASSIGN_OR_RETURN(st->row, meta_->GetChunk(ino, index));
-    if (st->row && st->row->patches > 0) {
-      ASSIGN_OR_RETURN(st->patches, meta_->ListPatches(ino, index));
-    }
-    if (cold != nullptr && st->row) {
-      auto on_cold = [&](uint64_t segment) {
-        return internal::IsPlacement(segment) && TierOfLocked(segment) != internal::kHot;
-      };
-      *cold = *cold || on_cold(st->row->segment);
-      for (const auto& p : st->patches) *cold = *cold || on_cold(p.segment);
-    }
-    return Status::OK();
-  };
-  auto same_place = [](const meta::ChunkRow& a, const meta::ChunkRow& b) {
-    return a.segment == b.segment && a.offset == b.offset && a.version == b.version;
-  };
-  Found st;
-  RETURN_IF_ERROR(look(&st));
-  std::shared_ptr<const std::string> data;
-  for (int attempt = 0; st.row; ++attempt) {
-    auto r = LoadChunk(ino, *st.row, st.patches, allow_cold, blocked);
-    if (r.ok()) {
-      data = std::move(r).value();
-      break;
-    }
-    if (blocked != nullptr && *blocked) return r.status();
-    // A migration pass may have moved the chunk (or a patch) and freed the segment it was
-    // read from between the lookup and the read: look again, and read it where it is now.
-    Found now;
-    RETURN_IF_ERROR(look(&now));
-    bool moved =
-        !now.row || !same_place(*now.row, *st.row) || now.patches.size() != st.patches.size();
-    for (size_t i = 0; !moved && i < now.patches.size(); i++)
-      moved = !same_place(now.patches[i], st.patches[i]);
-    if (!moved || attempt == 3) return r.status();
-    st = std::move(now);
-  }
-  if (!st.row) {
-    std::memset(buf, 0, n);
-    return Status::OK();
-  }
-  uint64_t valid = std::min<uint64_t>(st.row->logical_len, data->size());
-  size_t have = off < valid ? static_cast<size_t>(std::min<uint64_t>(n, valid - off)) : 0;
-  if (have > 0) std::memcpy(buf, data->data() + off, have);
-  if (have < n) std::memset(buf + have, 0, n - have);
-  return Status::OK();
-}
-
-Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
-                                char* buf) {
-  return ReadImpl(ino, fh, offset, size, buf, true, nullptr);
-}
-
-void Filesystem::ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done) {
-  // One buffer per calling thread: a fresh allocation per hot read costs page faults.
-  thread_local std::vector<char> buf;
-  if (buf.size() < size) buf.resize(size);
-  bool blocked = false;
-  auto n = ReadImpl(ino, fh, offset, size, buf.data(), cold_readers_ == nullptr, &blocked);
-  if (!blocked) {
-    done(n.status(), buf.data(), n.ok() ? *n : 0);
-    return;
-  }
-  cold_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)] {
-    std::string own(size, '\0');
-    auto r = ReadImpl(ino, fh, offset, size, own.data(), true, nullptr);
-    done(r.status(), own.data(), r.ok() ? *r : 0);
-  });
-}
-
-Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
-                                    char* buf, bool allow_cold, bool* blocked) {
-  auto f = GetOpen(ino);
-  if (!f) return Status::Posix(EBADF);
-  const uint64_t cs = sb_.chunk_size;
-  // A part of the read served by the stored chunk: all of it, or (under a lazy buffer) the
-  // gaps between what was written since.
-  struct Part {
-    uint64_t index, off;
-    size_t n, pos;
-    Ranges gaps;  // chunk offsets; empty: the whole part
-  };
-  std::vector<Part> stored;
-  size_t n;
-  bool first = false;  // the first read since the open: AfterRead sees to atime
-  {
-    std::lock_guard<std::mutex> fl(f->mu);
-    first = !f->accessed;
-    uint64_t fsize = f->size;
-    if (offset >= fsize) return size_t{0};
-    n = static_cast<size_t>(std::min<uint64_t>(size, fsize - offset));
-    if (null_data_) {
-      std::memset(buf, 0, n);
-      return n;
-    }
-    size_t pos = 0;
-    while (pos < n) {
-      uint64_t at = offset + pos;
-      uint64_t idx = at / cs, in = at % cs;
-      size_t part = static_cast<size_t>(std::min<uint64_t>(cs - in, n - pos));
-      const DirtyChunk* c = nullptr;
-      if (auto it = f->dirty.find(idx); it != f->dirty.end()) {
-        c = &it->second;
-      } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
-        c = sit->second.get();
-      }
-      if (c != nullptr) {
-        const std::string& d = c->data;
-        size_t have = in < d.size() ? std::min(part, static_cast<size_t>(d.size() - in)) : 0;
-        if (have > 0) std::memcpy(buf + pos, d.data() + in, have);
-        std::memset(buf + pos + have, 0, part - have);
-        if (c->lazy) {
-          Part p{idx, in, part, pos, {}};
-          CollectGaps(c->ranges, c->base_len, static_cast<uint32_t>(in),
-                      static_cast<uint32_t>(in + part), &p.gaps);
-          if (!p.gaps.empty()) stored.push_back(std::move(p));
-        }
-      } else {
-        stored.push_back(Part{idx, in, part, pos, {}});
-      }
-      pos += part;
-    }
-  }
-  bool cold = false;  // some of it is on a cold tier
-  for (const Part& p : stored) {
-    if (p.gaps.empty()) {
-      RETURN_IF_ERROR(
-          ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
-      continue;
-    }
-    // The buffer's bytes are in place; fill the gaps from the chunk as stored. A seal that
-    // lands meanwhile changes only the written ranges, not these.
-    std::string whole(p.n, '\0');
-    RETURN_IF_ERROR(
-        ReadStoredChunk(ino, p.index, p.off, p.n, whole.data(), allow_cold, blocked, &cold));
-    for (const auto& [b, e] : p.gaps)
-      std::memcpy(buf + p.pos + (b - p.off), &whole[b - p.off], e - b);
-  }
-  // Most reads are neither: they take no further lock.
-  if (!read_only_ && (first || cold)) AfterRead(ino, f.get(), cold);
-  return n;
-}
-
-void Filesystem::AfterRead(uint64_t ino, OpenInode* f, bool cold) {
-  bool first;
-  {
-    std::lock_guard<std::mutex> fl(f->mu);
-    first = !f->accessed;  // decided here: concurrent first reads update atime once
-    f->accessed = true;
-    // One recall candidate per open, not one per FUSE read of a large cold file.
-    cold = cold && !f->cold_seen;
-    f->cold_seen = f->cold_seen || cold;
-  }
-  if (!first && !cold) return;
-  std::lock_guard<std::mutex> l(mu_);
-  if (first) {
-    auto row = meta_->GetInode(ino);
-    if (!row.ok() || !*row) return;
-    const meta::InodeRow& r = **row;
-    f->atime_before = r.atime;
-    const int64_t now = Now();
-    // relatime: a read moves atime only when it is not newer than the last change, or is a
-    // day old. Enough for not_accessed_for, and at most one record per file per day.
-    if (r.atime <= r.mtime || r.atime <= r.ctime || now - r.atime >= kRelatimeNs) {
-      meta::Op op;
-      op.kind = meta::OpKind::kSetAttr;
-      op.ino = ino;
-      op.mask = meta::kSetAtime;
-      op.atime = now;
-      Status s = LogLocked(op);  // durable with the next commit, like any unsynced change
-      if (!s.ok()) log::Warn("filesystem {}: atime of inode {}: {}", sb_.name, ino, s.ToString());
-    }
-  }
-  if (cold && f->atime_before >= 0) MaybeQueueRecallLocked(ino, f->atime_before);
-}
-
 void Filesystem::DirtyChunk::Wrote(uint32_t b, uint32_t e) {
   if (!lazy) return;
   AddRange(&ranges, b, e);
@@ -536,14 +127,11 @@ Result<Filesystem::Stored> Filesystem::WhereStored(uint64_t ino, uint64_t index)
   ASSIGN_OR_RETURN(auto row, meta_->GetChunk(ino, index));
   if (!row) return Stored::kNone;
   if (row->logical_len != sb_.chunk_size || row->patches >= kMaxPatches) return Stored::kWhole;
-  auto cold = [&](uint64_t segment) {
-    return internal::IsPlacement(segment) && TierOfLocked(segment) != internal::kHot;
-  };
-  if (cold(row->segment)) return Stored::kWhole;
+  if (OnColdTierLocked(row->segment)) return Stored::kWhole;
   if (row->patches > 0) {
     ASSIGN_OR_RETURN(auto patches, meta_->ListPatches(ino, index));
     for (const auto& p : patches)
-      if (cold(p.segment)) return Stored::kWhole;
+      if (OnColdTierLocked(p.segment)) return Stored::kWhole;
   }
   return Stored::kPatchable;
 }
@@ -749,39 +337,10 @@ Status Filesystem::SealAndStore(uint64_t ino, uint64_t index, uint32_t len, uint
   std::string_view body = h.patch ? std::string_view(patch) : std::string_view(chunk->data);
   body = body.substr(0, h.patch ? body.size() : len);
   std::string compressed;
-  if (sb_.compression_level > 0) {
-    thread_local std::string planes;
-    const size_t blen = body.size();
-    size_t n;
-    if (LooksLike16BitSamples(body)) {
-      // Two zstd frames, one per plane: decompressing their concatenation gives the planes.
-      SplitPlanes(body, &planes);
-      h.planes = true;
-      const size_t noisy = (blen + 1) / 2, smooth = blen / 2;
-      compressed.resize(ZSTD_compressBound(noisy) + ZSTD_compressBound(smooth));
-      size_t a = sb_.compression_level <= kFastNoisePlaneUpTo && Zstd().noise != nullptr
-                     ? ZSTD_compress2(Zstd().noise, compressed.data(), compressed.size(),
-                                      planes.data(), noisy)
-                     : ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(),
-                                         planes.data(), noisy, sb_.compression_level);
-      n = a;
-      if (!ZSTD_isError(a)) {
-        n = ZSTD_compressCCtx(Zstd().c, compressed.data() + a, compressed.size() - a,
-                              planes.data() + noisy, smooth, sb_.compression_level);
-        if (!ZSTD_isError(n)) n += a;
-      }
-    } else {
-      compressed.resize(ZSTD_compressBound(blen));
-      n = ZSTD_compressCCtx(Zstd().c, compressed.data(), compressed.size(), body.data(), blen,
-                            sb_.compression_level);
-    }
-    if (!ZSTD_isError(n) && n < blen) {
-      compressed.resize(n);
-      body = compressed;
-      h.compressed = true;
-    } else {
-      h.planes = false;  // stored raw, as written
-    }
+  if (sb_.compression_level > 0 &&
+      CompressBody(sb_.compression_level, body, &compressed, &h.planes)) {
+    body = compressed;
+    h.compressed = true;
   }
   std::string payload;
   RETURN_IF_ERROR(codec_->SealChunk(&h, body, &payload));

@@ -332,6 +332,8 @@ class Filesystem {
   void TieringLoop();
   // The tier holding placement segment `segment` ("" for a journal segment). REQUIRES: mu_.
   std::string TierOfLocked(uint64_t segment) const;
+  // Whether a segment is on a cold tier (not a journal or hot placement segment). Same lock.
+  bool OnColdTierLocked(uint64_t segment) const;
   std::string SegmentKey(uint64_t segment) const;
   // The sealed record payload of a stored chunk, from wherever it lives, checksum-verified.
   Status ReadChunkPayload(uint64_t ino, const meta::ChunkRow& c, bool allow_cold, bool* blocked,

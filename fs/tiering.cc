@@ -119,6 +119,10 @@ std::string Filesystem::TierOfLocked(uint64_t segment) const {
   return it == placement_.end() ? std::string("?") : it->second.tier;
 }
 
+bool Filesystem::OnColdTierLocked(uint64_t segment) const {
+  return IsPlacement(segment) && TierOfLocked(segment) != kHot;
+}
+
 // --- migration -----------------------------------------------------------------------------
 
 Result<std::shared_ptr<const tiering::Policy>> Filesystem::CurrentPolicy(bool reload) {
