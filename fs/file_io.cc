@@ -226,7 +226,11 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
     if (c.lazy && c.ranges.size() >= kMaxRanges) RETURN_IF_ERROR(Materialize(ino, idx, &c));
     std::memcpy(c.data.data() + in, data.data() + pos, part);
     c.Wrote(static_cast<uint32_t>(in), static_cast<uint32_t>(in + part));
-    if (in + part == cs) full.push_back(idx);
+    // A write that reaches the chunk's end seals it, as a sequential writer has filled it. A
+    // lazy buffer still has unwritten gaps: that is a random writer, whose next write may land
+    // in the same chunk, so it stays buffered (one patch per chunk at the flush, not one per
+    // write that happens to touch the last block).
+    if (in + part == cs && !c.lazy) full.push_back(idx);
     pos += part;
   }
   if (offset + data.size() > f->size) f->size = offset + data.size();

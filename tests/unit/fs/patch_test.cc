@@ -129,6 +129,26 @@ TEST_F(PatchTest, PatchesAreCappedThenTheChunkIsWrittenWholeAgain) {
   EXPECT_EQ(ReadAll(ino), model);
 }
 
+TEST_F(PatchTest, ARandomWriteThatReachesAChunksEndLeavesItBuffered) {
+  // A sequential writer that fills a chunk seals it at its last byte; a random writer whose
+  // write happens to end there goes on adding to the buffer: one patch, not one per such write.
+  std::string model = Random(2 * cs(), 7);
+  uint64_t ino = CreateFile("f", model);
+  auto fh = fs_->Open(ino, O_RDWR);
+  ASSERT_TRUE(fh.ok());
+  for (const uint64_t at : {cs() - 100, uint64_t{1000}, cs() - 4096}) {
+    std::string bytes = Random(100, static_cast<uint32_t>(at));
+    ASSERT_TRUE(fs_->Write(ino, *fh, at, bytes).ok());
+    model.replace(at, bytes.size(), bytes);
+  }
+  EXPECT_EQ(ReadAll(ino), model);
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+  auto patches = Patches(ino);
+  ASSERT_EQ(patches.size(), 1u);
+  EXPECT_EQ(patches[0].index, 0u);
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
 TEST_F(PatchTest, RewritingMostOfAChunkWritesItWhole) {
   std::string model = Random(2 * cs(), 3);
   uint64_t ino = CreateFile("f", model);
