@@ -133,11 +133,15 @@ Status Filesystem::FetchCold(const std::string& tier_name, uint64_t ino, const m
     bool overdue = false;
     for (const auto& in : fetches_[c.segment]) {
       if (in->begin > need_begin || need_end > in->end) continue;
-      bool done;
+      bool done, failed;
       {
         std::lock_guard<std::mutex> fl(in->mu);  // fetch_mu_ then a fetch's mu, never reversed
         done = in->done;
+        failed = done && !in->status.ok();
       }
+      // A fetch that failed stays listed until its job lets go of it: a read after it (the
+      // tier may be back) asks the tier again rather than take that failure.
+      if (failed) continue;
       if (done || plan->started < in->started + timeout)
         f = in;
       else if (plan->started < in->started + 2 * timeout)
