@@ -13,9 +13,12 @@
 
 namespace strata::fs {
 
+class ChunkMemory;
+
 class ChunkCache {
  public:
-  explicit ChunkCache(uint64_t capacity_bytes);
+  // `memory`, if given, is told what the cache holds (its spares make room for it).
+  explicit ChunkCache(uint64_t capacity_bytes, std::shared_ptr<ChunkMemory> memory = nullptr);
   std::shared_ptr<const std::string> Get(uint64_t ino, uint64_t index, uint64_t version);
   void Put(uint64_t ino, uint64_t index, uint64_t version, std::shared_ptr<const std::string> data);
 
@@ -49,6 +52,7 @@ class ChunkCache {
   Shard& ShardFor(const Key& k) { return shards_[KeyHash()(k) % kShards]; }
   uint64_t per_shard_;
   std::vector<Shard> shards_;
+  std::shared_ptr<ChunkMemory> memory_;
 };
 
 }  // namespace strata::fs

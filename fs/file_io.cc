@@ -11,6 +11,7 @@
 #include "crypto/crypto.h"
 #include "fs/chunk_bytes.h"
 #include "fs/chunk_cache.h"
+#include "fs/chunk_memory.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
 #include "fs/tiering_internal.h"
@@ -190,12 +191,12 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
       DirtyChunk c;
       const uint64_t start = idx * cs;
       if (in == 0 && part == cs) {
-        c.data.resize(cs);  // all of it is written: nothing to keep
+        c.data = memory_->Take(cs);  // all of it is written: nothing to keep
       } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
         c = *sit->second;  // on from the version being sealed (lazy or whole)
         c.data.resize(cs);
       } else {
-        c.data.resize(cs);
+        c.data = memory_->Take(cs);
         const uint64_t keep = f->size > start ? std::min(cs, f->size - start) : 0;
         if (keep > 0 && start < f->persisted_size) {
           // A partial write over stored bytes. Over a whole chunk on the hot tier with room
@@ -277,8 +278,18 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
   chunk.data.resize(len);
   // The buffer goes on into the decoded-chunk cache, which counts size(): a small file's last
   // chunk must not keep a whole chunk's allocation there.
-  if (len < cs / 2) chunk.data.shrink_to_fit();
-  auto data = std::make_shared<const DirtyChunk>(std::move(chunk));
+  if (len < cs / 2) {
+    std::string small(chunk.data);
+    memory_->Give(std::move(chunk.data));
+    chunk.data = std::move(small);
+  }
+  // The buffer comes back for reuse once the seal, the cache and any reader are done with it.
+  std::shared_ptr<const DirtyChunk> data(new DirtyChunk(std::move(chunk)),
+                                         [memory = memory_](const DirtyChunk* d) {
+                                           auto* owned = const_cast<DirtyChunk*>(d);
+                                           memory->Give(std::move(owned->data));
+                                           delete owned;
+                                         });
   // Not started (tools and tests that never mount): seal on this thread.
   if (!sealers_) return SealAndStore(ino, index, len, file_size, mtime, data);
   f->sealing[index] = data;

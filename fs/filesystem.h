@@ -61,6 +61,7 @@ namespace strata::fs {
 struct ChunkHeader;
 
 class ChunkCache;
+class ChunkMemory;
 class ReadCache;
 class RecordCodec;
 class WorkerPool;
@@ -392,6 +393,7 @@ class Filesystem {
   std::unique_ptr<crypto::FsKeys> keys_;
   std::unique_ptr<crypto::NonceSequence> nonces_;
   std::unique_ptr<journal::Journal> journal_;
+  std::shared_ptr<ChunkMemory> memory_;  // chunk buffers for reuse
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<RecordCodec> codec_;
   std::unique_ptr<WorkerPool> sealers_;

@@ -8,6 +8,7 @@
 #include "base/logging.h"
 #include "fs/chunk_bytes.h"
 #include "fs/chunk_cache.h"
+#include "fs/chunk_memory.h"
 #include "fs/filesystem.h"
 #include "fs/records.h"
 #include "fs/tiering_internal.h"
@@ -64,12 +65,16 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
   const uint64_t top = patches.empty() ? c.version : patches.back().version;
   if (auto hit = cache_->Get(ino, c.index, top)) return hit;
   std::shared_ptr<const std::string> base = cache_->Get(ino, c.index, c.version);
+  // A chunk of half the chunk size or more is decoded into a reused buffer (chunk_memory.h);
+  // a small file's is not, as the cache counts the bytes it holds, not the buffer's.
+  const bool pooled = uint64_t{c.logical_len} * 2 >= sb_.chunk_size;
   if (base == nullptr) {
     ChunkHeader got;
-    auto data = std::make_shared<std::string>();
-    RETURN_IF_ERROR(DecodeRecord(ino, c, allow_cold, blocked, &got, data.get()));
+    std::string data = pooled ? memory_->Take(0) : std::string();
+    RETURN_IF_ERROR(DecodeRecord(ino, c, allow_cold, blocked, &got, &data));
     if (got.patch) return Status::Corruption("a patch record where a chunk was expected");
-    base = std::move(data);
+    base = pooled ? memory_->Share(std::move(data))
+                  : std::make_shared<const std::string>(std::move(data));
     cache_->Put(ino, c.index, c.version, base);
   }
   if (patches.empty()) return base;
