@@ -151,6 +151,7 @@ int MountMain(const std::string& config_path, const std::string& mountpoint,
     if (o == "ro") open.read_only = true;
   if (!IsMounted(cfg->name)) open.lock_wait_ms = 30000;
   open.null_data = null_data;
+  open.reserve_memory = true;
   // Expanded keys live in OpenSSL's heap too: keep the daemon out of core dumps entirely.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   auto fs = fs::Filesystem::Open(*cfg, Env::Default(), open);

@@ -38,8 +38,8 @@ void ChunkCache::Put(uint64_t ino, uint64_t index, uint64_t version,
     s.map.erase(back.first);
     s.lru.pop_back();
   }
-  if (memory_) memory_->Cached(added - dropped);
   l.unlock();
+  if (memory_) memory_->Cached(added - dropped);
 }
 
 }  // namespace strata::fs

@@ -15,14 +15,19 @@ ChunkMemory::ChunkMemory(size_t chunk_size, uint64_t budget_bytes)
       // the decodes and seals in flight between the two.
       floor_(std::min<uint64_t>(budget_bytes / 8, 64 * uint64_t{chunk_size})) {}
 
-ChunkMemory::~ChunkMemory() {
-  // The last reference may drop on the reserving thread itself, which then ends on its own.
-  stop_ = true;
-  if (reserver_.joinable()) {
-    if (reserver_.get_id() == std::this_thread::get_id())
-      reserver_.detach();
-    else
-      reserver_.join();
+// The reserving thread holds no reference: the last one never drops on it.
+ChunkMemory::~ChunkMemory() { StopReserving(); }
+
+void ChunkMemory::Cached(int64_t delta) {
+  cached_ += delta;
+  if (delta <= 0) return;
+  // The cache grew by more than the spares it took (a small chunk, a merged patched one):
+  // spares beyond the budget go.
+  std::vector<std::string> drop;  // freed past the lock
+  std::lock_guard<std::mutex> l(mu_);
+  while (!spare_.empty() && spare_.size() * chunk_size_ > SpareLimit()) {
+    drop.push_back(std::move(spare_.back()));
+    spare_.pop_back();
   }
 }
 
@@ -81,7 +86,7 @@ void ChunkMemory::StartReserving(uint64_t bytes) {
 
 void ChunkMemory::StopReserving() {
   stop_ = true;
-  if (reserver_.joinable() && reserver_.get_id() != std::this_thread::get_id()) reserver_.join();
+  if (reserver_.joinable()) reserver_.join();
 }
 
 uint64_t ChunkMemory::spare_bytes() const {

@@ -37,7 +37,7 @@ class ChunkMemory : public std::enable_shared_from_this<ChunkMemory> {
   std::shared_ptr<const std::string> Share(std::string s);
 
   // The decoded-chunk cache reports what it holds: spares make room for it.
-  void Cached(int64_t delta) { cached_ += delta; }
+  void Cached(int64_t delta);
 
   // Touches spare buffers on a thread of its own until `bytes` are spare (or the budget is
   // full); StopReserving, or the destructor, ends it.

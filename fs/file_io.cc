@@ -270,7 +270,10 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
   f->dirty_bytes -= cs;
   dirty_bytes_ -= static_cast<int64_t>(cs);
   uint64_t start = index * cs;
-  if (start >= f->size) return Status::OK();  // cut off by a truncate
+  if (start >= f->size) {  // cut off by a truncate
+    memory_->Give(std::move(chunk.data));
+    return Status::OK();
+  }
   uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(cs, f->size - start));
   uint64_t file_size = std::max<uint64_t>(f->persisted_size, start + len);
   f->persisted_size = file_size;

@@ -127,6 +127,7 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   read_only_ = options.read_only;
   background_tiering_ = options.background_tiering;
   null_data_ = options.null_data;
+  reserve_memory_ = options.reserve_memory && !options.null_data;
   if (null_data_ && read_only_)
     return Status::InvalidArgument("--null-data (a benchmark mount) cannot be read-only");
   RETURN_IF_ERROR(CheckHotDir(c));
@@ -248,7 +249,8 @@ Status Filesystem::CleanOrphans() {
 Status Filesystem::Start() {
   // The cache's memory, touched before the first reads need it (at most kReserveBytes: a larger
   // cache fills at the pace of the reads).
-  if (memory_) memory_->StartReserving(std::min(config_.chunk_cache_bytes, kReserveBytes));
+  if (memory_ && reserve_memory_)
+    memory_->StartReserving(std::min(config_.chunk_cache_bytes, kReserveBytes));
   if (read_only_) {
     StartTiering();  // cold readers only
     return Status::OK();

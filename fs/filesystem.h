@@ -119,6 +119,9 @@ struct OpenOptions {
   // as zeros; sizes, names and every namespace change still go through the journal. Runs of
   // the same workload with and without it split a figure into FUSE's cost and the engine's.
   bool null_data = false;
+  // A mount: Start touches the decoded-chunk cache's first 256 MiB ahead of use
+  // (fs/chunk_memory.h). Not for tools and tests that open the filesystem briefly.
+  bool reserve_memory = false;
 };
 
 class Filesystem {
@@ -394,6 +397,7 @@ class Filesystem {
   std::unique_ptr<crypto::NonceSequence> nonces_;
   std::unique_ptr<journal::Journal> journal_;
   std::shared_ptr<ChunkMemory> memory_;  // chunk buffers for reuse
+  bool reserve_memory_ = false;
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<RecordCodec> codec_;
   std::unique_ptr<WorkerPool> sealers_;

@@ -45,6 +45,8 @@ Status Filesystem::DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allo
               : DecompressBody(body, got->planes, len, plain);
     } else if (!got->patch && body.size() != got->logical_len) {
       s = Status::Corruption("raw chunk length differs from its recorded length");
+    } else if (plain->capacity() >= body.size()) {
+      plain->assign(body);  // keeps the caller's (reused) buffer
     } else {
       *plain = std::move(body);
     }
@@ -71,27 +73,37 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
   if (base == nullptr) {
     ChunkHeader got;
     std::string data = pooled ? memory_->Take(0) : std::string();
-    RETURN_IF_ERROR(DecodeRecord(ino, c, allow_cold, blocked, &got, &data));
-    if (got.patch) return Status::Corruption("a patch record where a chunk was expected");
+    Status s = DecodeRecord(ino, c, allow_cold, blocked, &got, &data);
+    if (s.ok() && got.patch) s = Status::Corruption("a patch record where a chunk was expected");
+    if (!s.ok()) {
+      // Not decoded (often just blocked on a cold tier, to be read again off this thread).
+      if (pooled) memory_->Give(std::move(data));
+      return s;
+    }
     base = pooled ? memory_->Share(std::move(data))
                   : std::make_shared<const std::string>(std::move(data));
     cache_->Put(ino, c.index, c.version, base);
   }
   if (patches.empty()) return base;
-  auto merged = std::make_shared<std::string>(*base);
+  std::string merged = memory_->Take(0);  // a patched chunk is a whole one
+  merged.assign(*base);
   std::string plain;
   for (const meta::ChunkRow& p : patches) {
     ChunkHeader got;
-    RETURN_IF_ERROR(DecodeRecord(ino, p, allow_cold, blocked, &got, &plain));
-    Status s = got.patch ? ApplyPatch(plain, got.logical_len, merged.get())
-                         : Status::Corruption("a chunk record where a patch was expected");
+    Status s = DecodeRecord(ino, p, allow_cold, blocked, &got, &plain);
+    if (s.ok()) {
+      s = got.patch ? ApplyPatch(plain, got.logical_len, &merged)
+                    : Status::Corruption("a chunk record where a patch was expected");
+      if (!s.ok())
+        log::Alert("filesystem {}: inode {} chunk {} patch {}: {}", sb_.name, ino, c.index,
+                   p.patches, s.message());
+    }
     if (!s.ok()) {
-      log::Alert("filesystem {}: inode {} chunk {} patch {}: {}", sb_.name, ino, c.index, p.patches,
-                 s.message());
+      memory_->Give(std::move(merged));
       return s;
     }
   }
-  std::shared_ptr<const std::string> out = std::move(merged);
+  std::shared_ptr<const std::string> out = memory_->Share(std::move(merged));
   cache_->Put(ino, c.index, top, out);
   return out;
 }

@@ -51,7 +51,9 @@ TEST(ChunkMemoryTest, SparesMakeRoomForWhatTheCacheHolds) {
   memory->Cached(52 * kChunk);
   for (int i = 0; i < 20; i++) memory->Give(std::string(kChunk, 'a'));
   EXPECT_EQ(memory->spare_bytes(), 12 * kChunk);
+  // The cache grows by chunks that took no spare (a small file's): spares past the budget go.
   memory->Cached(8 * kChunk);
+  EXPECT_EQ(memory->spare_bytes(), budget / 8);
   for (int i = 0; i < 5; i++) memory->Take(kChunk);
   for (int i = 0; i < 20; i++) memory->Give(std::string(kChunk, 'a'));
   EXPECT_EQ(memory->spare_bytes(), budget / 8);

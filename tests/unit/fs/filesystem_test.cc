@@ -330,5 +330,60 @@ TEST_F(FilesystemTest, NoPlaintextNamesOrContentInHotTier) {
   }
 }
 
+// Chunk buffers go back for reuse after a read or a seal (fs/chunk_memory.h): whatever a
+// buffer held before never shows through in a chunk decoded, merged or written into it later.
+TEST_F(FilesystemTest, ReusedChunkBuffersNeverShowEarlierBytes) {
+  const uint64_t cs = config_.chunk_size;
+  config_.chunk_cache_bytes = 2 * cs;  // smaller than a shard's chunk: every buffer comes back
+  Reopen();
+  std::string full_a(4 * cs, 'A'), noise = Random(4 * cs, 11);
+  const uint64_t a = CreateFile("a", full_a), r = CreateFile("r", noise);
+  ASSERT_EQ(ReadAll(a), full_a);
+  ASSERT_EQ(ReadAll(r), noise);
+
+  // A write into a hole inside the file: nothing stored to read, nothing past the size to cut.
+  auto sp = fs_->Create(kRootIno, "sparse", 0644, O_RDWR, Caller{});
+  ASSERT_TRUE(sp.ok());
+  ASSERT_TRUE(fs_->Write(sp->first.ino, sp->second, 3 * cs + 10, "end").ok());
+  ASSERT_TRUE(fs_->Write(sp->first.ino, sp->second, cs + 100, "mid").ok());
+  std::string sparse(3 * cs + 13, '\0');
+  sparse.replace(3 * cs + 10, 3, "end");
+  sparse.replace(cs + 100, 3, "mid");
+  EXPECT_EQ(ReadAll(sp->first.ino), sparse);
+  ASSERT_TRUE(fs_->Release(sp->first.ino, sp->second).ok());
+  EXPECT_EQ(ReadAll(sp->first.ino), sparse);
+
+  // Shorter chunks, compressed and raw, decoded into buffers that held 'A' or noise.
+  std::string short_b(cs * 3 / 4, 'b'), short_raw = Random(cs * 2 / 3, 12);
+  const uint64_t b = CreateFile("b", short_b), raw = CreateFile("raw", short_raw);
+  EXPECT_EQ(ReadAll(b), short_b);
+  EXPECT_EQ(ReadAll(raw), short_raw);
+  EXPECT_EQ(ReadAll(a), full_a);
+  EXPECT_EQ(ReadAll(r), noise);
+
+  // A write buffer taken for a few bytes past the end: the rest of it reads as zeros, before
+  // and after the seal.
+  auto c = fs_->Create(kRootIno, "holes", 0644, O_RDWR, Caller{});
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(fs_->Write(c->first.ino, c->second, 1000, "tail").ok());
+  const std::string holes = std::string(1000, '\0') + "tail";
+  EXPECT_EQ(ReadAll(c->first.ino), holes);
+  ASSERT_TRUE(fs_->Release(c->first.ino, c->second).ok());
+  EXPECT_EQ(ReadAll(c->first.ino), holes);
+
+  // A patched chunk, merged into a reused buffer.
+  auto fh = fs_->Open(a, O_RDWR);
+  ASSERT_TRUE(fh.ok());
+  ASSERT_TRUE(fs_->Write(a, *fh, 50, "patch").ok());
+  ASSERT_TRUE(fs_->Release(a, *fh).ok());
+  full_a.replace(50, 5, "patch");
+  EXPECT_EQ(ReadAll(a), full_a);
+  EXPECT_EQ(ReadAll(raw), short_raw);
+  Reopen();
+  EXPECT_EQ(ReadAll(a), full_a);
+  EXPECT_EQ(ReadAll(c->first.ino), holes);
+  EXPECT_EQ(ReadAll(sp->first.ino), sparse);
+}
+
 }  // namespace
 }  // namespace strata::fs
