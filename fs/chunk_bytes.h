@@ -13,8 +13,9 @@
 
 namespace strata::fs {
 
-// Compresses `body` at zstd `level` (> 0) into *out: two frames, one per byte plane, when it
-// looks like 16-bit samples (*planes set). False when it does not shrink: store it raw.
+// Compresses `body` at zstd `level` (> 0) into *out: the low-byte plane in four frames and the
+// high-byte plane in one when it looks like 16-bit samples (*planes set). False when it does
+// not shrink: store it raw.
 bool CompressBody(int level, std::string_view body, std::string* out, bool* planes);
 // Undoes CompressBody: `len` plaintext bytes, or Corruption.
 Status DecompressBody(std::string_view body, bool planes, uint64_t len, std::string* out);

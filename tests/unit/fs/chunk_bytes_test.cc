@@ -1,0 +1,77 @@
+// Chunk plaintext coding: byte planes of 16-bit samples in several zstd frames, and bodies of
+// earlier writers (one frame per plane) still decoding to the same chunk.
+#include "fs/chunk_bytes.h"
+
+#include <gtest/gtest.h>
+#include <zstd.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+namespace strata::fs {
+namespace {
+
+// 16-bit little-endian samples: a smooth high byte, a noisy low byte.
+std::string Samples(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    const uint32_t v = 1000 + (i / 512) % 300 + rng() % 64;
+    s[i] = static_cast<char>(v & 0xff);
+    s[i + 1] = static_cast<char>(v >> 8);
+  }
+  return s;
+}
+
+size_t CountFrames(std::string_view body) {
+  size_t frames = 0;
+  while (!body.empty()) {
+    const size_t n = ZSTD_findFrameCompressedSize(body.data(), body.size());
+    if (ZSTD_isError(n)) return 0;
+    body.remove_prefix(n);
+    frames++;
+  }
+  return frames;
+}
+
+TEST(ChunkBytesTest, SamplesGoAsFourNoiseFramesAndOneSmoothFrameAndComeBack) {
+  const std::string chunk = Samples(128 << 10, 1);
+  std::string body, back;
+  bool planes = false;
+  ASSERT_TRUE(CompressBody(1, chunk, &body, &planes));
+  EXPECT_TRUE(planes);
+  EXPECT_EQ(CountFrames(body), 5u);
+  EXPECT_EQ(CompressedBodyLength(body), chunk.size());
+  ASSERT_TRUE(DecompressBody(body, planes, chunk.size(), &back).ok());
+  EXPECT_EQ(back, chunk);
+
+  // An odd length: the low-byte plane is one byte longer.
+  const std::string odd = Samples((64 << 10) + 1, 2);
+  ASSERT_TRUE(CompressBody(1, odd, &body, &planes));
+  ASSERT_TRUE(DecompressBody(body, planes, odd.size(), &back).ok());
+  EXPECT_EQ(back, odd);
+}
+
+TEST(ChunkBytesTest, OneFramePerPlaneFromEarlierWritersStillDecodes) {
+  const std::string chunk = Samples(128 << 10, 3);
+  std::string even, odd;
+  for (size_t i = 0; i < chunk.size(); i += 2) {
+    even.push_back(chunk[i]);
+    odd.push_back(chunk[i + 1]);
+  }
+  std::string body(ZSTD_compressBound(even.size()) + ZSTD_compressBound(odd.size()), '\0');
+  size_t a = ZSTD_compress(body.data(), body.size(), even.data(), even.size(), 1);
+  ASSERT_FALSE(ZSTD_isError(a));
+  size_t b = ZSTD_compress(body.data() + a, body.size() - a, odd.data(), odd.size(), 1);
+  ASSERT_FALSE(ZSTD_isError(b));
+  body.resize(a + b);
+  std::string back;
+  ASSERT_TRUE(DecompressBody(body, true, chunk.size(), &back).ok());
+  EXPECT_EQ(back, chunk);
+  EXPECT_FALSE(DecompressBody(body.substr(0, a), true, chunk.size(), &back).ok())
+      << "a missing plane is corruption";
+}
+
+}  // namespace
+}  // namespace strata::fs
