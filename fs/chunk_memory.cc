@@ -1,8 +1,5 @@
 #include "fs/chunk_memory.h"
 
-#include <pthread.h>
-#include <sched.h>
-
 #include <algorithm>
 
 namespace strata::fs {
@@ -77,10 +74,9 @@ void ChunkMemory::StartReserving(uint64_t bytes) {
   stop_ = false;
   // `this`, not a shared_ptr: StopReserving or the destructor joins the thread first.
   reserver_ = std::thread([this, bytes] {
-    // Speculative work: it runs only on a core nothing else wants (SCHED_IDLE), so it never
-    // slows the reads and writes of the first seconds after a mount. Without it, it runs anyway.
-    sched_param idle{};
-    ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+    // At normal priority: it takes mu_, which every read and write takes too, and a thread at
+    // SCHED_IDLE preempted while holding it could stall them for hundreds of milliseconds on a
+    // busy machine. Its ~0.2 s of one core at mount is the price.
     for (uint64_t done = 0; done < bytes && !stop_.load(std::memory_order_relaxed);
          done += chunk_size_) {
       std::string s(chunk_size_, '\0');  // writing the zeros is what touches the pages
