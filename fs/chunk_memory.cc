@@ -59,16 +59,6 @@ void ChunkMemory::Give(std::string&& s) {
   spare_.push_back(std::move(keep));
 }
 
-std::shared_ptr<const std::string> ChunkMemory::Share(std::string s) {
-  std::shared_ptr<ChunkMemory> self = shared_from_this();
-  return std::shared_ptr<const std::string>(new std::string(std::move(s)),
-                                            [self](const std::string* p) {
-                                              auto* owned = const_cast<std::string*>(p);
-                                              self->Give(std::move(*owned));
-                                              delete owned;
-                                            });
-}
-
 void ChunkMemory::StartReserving(uint64_t bytes) {
   if (reserver_.joinable() || bytes < chunk_size_) return;
   stop_ = false;

@@ -33,8 +33,20 @@ class ChunkMemory : public std::enable_shared_from_this<ChunkMemory> {
   std::string Take(size_t n);
   // Keeps s for reuse when it holds a chunk and the budget has room; frees it otherwise.
   void Give(std::string&& s);
-  // s, shared and read-only, coming back here when its last reference drops.
-  std::shared_ptr<const std::string> Share(std::string s);
+  // obj, shared and read-only; its chunk buffer (`buffer(obj)`) comes back here when the last
+  // reference drops.
+  template <class T, class Buffer>
+  std::shared_ptr<const T> Share(T obj, Buffer buffer) {
+    return std::shared_ptr<const T>(new T(std::move(obj)),
+                                    [self = shared_from_this(), buffer](const T* p) {
+                                      auto* owned = const_cast<T*>(p);
+                                      self->Give(std::move(buffer(*owned)));
+                                      delete owned;
+                                    });
+  }
+  std::shared_ptr<const std::string> Share(std::string s) {
+    return Share(std::move(s), [](std::string& b) -> std::string& { return b; });
+  }
 
   // The decoded-chunk cache reports what it holds: spares make room for it.
   void Cached(int64_t delta);

@@ -287,12 +287,8 @@ Status Filesystem::SubmitChunk(uint64_t ino, const std::shared_ptr<OpenInode>& f
     chunk.data = std::move(small);
   }
   // The buffer comes back for reuse once the seal, the cache and any reader are done with it.
-  std::shared_ptr<const DirtyChunk> data(new DirtyChunk(std::move(chunk)),
-                                         [memory = memory_](const DirtyChunk* d) {
-                                           auto* owned = const_cast<DirtyChunk*>(d);
-                                           memory->Give(std::move(owned->data));
-                                           delete owned;
-                                         });
+  std::shared_ptr<const DirtyChunk> data =
+      memory_->Share(std::move(chunk), [](DirtyChunk& c) -> std::string& { return c.data; });
   // Not started (tools and tests that never mount): seal on this thread.
   if (!sealers_) return SealAndStore(ino, index, len, file_size, mtime, data);
   f->sealing[index] = data;
