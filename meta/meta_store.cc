@@ -6,11 +6,15 @@
 #include <cstring>
 #include <memory>
 
+#include "meta/chunk_row_cache.h"
+
 namespace strata::meta {
 namespace {
 
 constexpr int kSchemaVersion = 3;
 constexpr uint64_t kFirstPlacementSegment = uint64_t{1} << 40;  // = journal::kFirstPlacementSegment
+// Rows per generation of the chunk-row cache: at most twice this many, ~100 bytes each.
+constexpr size_t kCachedChunkRows = 32768;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -104,6 +108,22 @@ ChunkRow ReadChunkRow(Stmt& q) {
   return c;
 }
 
+// Forgets the cached rows of a chunk (or of every chunk of an inode) when it goes out of
+// scope: after the statements below it changed them, however the change ends.
+class ForgetRowsOnExit {
+ public:
+  ForgetRowsOnExit(ChunkRowCache* rows, uint64_t ino, std::optional<uint64_t> index)
+      : rows_(rows), ino_(ino), index_(index) {}
+  ~ForgetRowsOnExit() { index_ ? rows_->Forget(ino_, *index_) : rows_->ForgetInode(ino_); }
+  ForgetRowsOnExit(const ForgetRowsOnExit&) = delete;
+  ForgetRowsOnExit& operator=(const ForgetRowsOnExit&) = delete;
+
+ private:
+  ChunkRowCache* rows_;
+  uint64_t ino_;
+  std::optional<uint64_t> index_;
+};
+
 }  // namespace
 
 #define PREP(var, sql)                                     \
@@ -118,6 +138,7 @@ ChunkRow ReadChunkRow(Stmt& q) {
 Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path, uint32_t chunk_size,
                                                    bool create, bool read_only) {
   std::unique_ptr<MetaStore> m(new MetaStore);
+  m->rows_ = std::make_unique<ChunkRowCache>(kCachedChunkRows);
   m->path_ = path;
   m->chunk_size_ = chunk_size;
   int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
@@ -264,6 +285,7 @@ void MetaStore::Rollback() {
   if (!in_txn_) return;
   Exec("ROLLBACK").IgnoreError();
   in_txn_ = false;
+  rows_->Clear();  // they may hold rows of the dropped transaction
   LoadCounters().IgnoreError();
 }
 
@@ -527,6 +549,7 @@ Status MetaStore::AddStored(uint64_t ino, uint64_t segment, int64_t delta) {
 }
 
 Status MetaStore::TruncateChunks(uint64_t ino, uint64_t size) {
+  ForgetRowsOnExit forget(rows_.get(), ino, std::nullopt);
   uint64_t first_dead = (size + chunk_size_ - 1) / chunk_size_;
   {
     PREP(q,
@@ -585,6 +608,7 @@ Status MetaStore::ApplySetAttr(const Op& op) {
 Status MetaStore::ApplyChunk(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::Corruption("chunk of missing inode " + std::to_string(op.ino));
+  ForgetRowsOnExit forget(rows_.get(), op.ino, op.chunk_index);
   ASSIGN_OR_RETURN(auto old, GetChunk(op.ino, op.chunk_index));
   if (old) RETURN_IF_ERROR(AddStored(op.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
   if (old && old->patches > 0) {  // the whole chunk again: its patches are dead
@@ -610,6 +634,7 @@ Status MetaStore::ApplyChunk(const Op& op) {
 Status MetaStore::ApplyPatch(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::Corruption("patch of missing inode " + std::to_string(op.ino));
+  ForgetRowsOnExit forget(rows_.get(), op.ino, op.chunk_index);
   ASSIGN_OR_RETURN(auto base, GetChunk(op.ino, op.chunk_index));
   if (!base)
     return Status::Corruption("patch of inode " + std::to_string(op.ino) + " chunk " +
@@ -670,6 +695,7 @@ Status MetaStore::ApplyMoveChunks(const Op& op) {
   std::vector<MoveEntry> entries;
   RETURN_IF_ERROR(DecodeMoveEntries(op.blob, &entries));
   for (const MoveEntry& e : entries) {
+    ForgetRowsOnExit forget(rows_.get(), e.ino, e.index);
     ASSIGN_OR_RETURN(auto old, GetChunk(e.ino, e.index));
     if (old && old->version != e.version && old->patches > 0) {
       // Not the chunk itself: one of its patches (versions are unique), if still there.
@@ -835,12 +861,18 @@ Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
 }
 
 Result<std::optional<ChunkRow>> MetaStore::GetChunk(uint64_t ino, uint64_t index) {
+  std::optional<ChunkRow> row;
+  if (rows_->Find(ino, index, &row)) return row;
   PREP(q, "SELECT " CHUNK_COLUMNS " FROM chunks WHERE ino = ? AND idx = ?");
   q.Bind(1, ino).Bind(2, index);
   int rc = q.Step();
-  if (rc == SQLITE_DONE) return std::optional<ChunkRow>();
-  if (rc != SQLITE_ROW) return SqlError("read chunk map");
-  return std::optional<ChunkRow>(ReadChunkRow(q));
+  if (rc == SQLITE_ROW) {
+    row = ReadChunkRow(q);
+  } else if (rc != SQLITE_DONE) {
+    return SqlError("read chunk map");
+  }
+  rows_->Put(ino, index, row);
+  return row;
 }
 
 Result<std::optional<std::string>> MetaStore::GetXattr(uint64_t ino, const std::string& name) {

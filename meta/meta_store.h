@@ -63,6 +63,8 @@ struct SegmentRow {
   uint64_t size = 0;        // object size (placement segments)
 };
 
+class ChunkRowCache;
+
 struct Totals {
   uint64_t inodes = 0;
   uint64_t stored_bytes = 0;
@@ -157,6 +159,7 @@ class MetaStore {
   uint64_t next_placement_ = uint64_t{1} << 40;
   Totals totals_;
   std::vector<std::pair<const char*, sqlite3_stmt*>> stmts_;
+  std::unique_ptr<ChunkRowCache> rows_;  // GetChunk's answers (chunk_row_cache.h)
 };
 
 }  // namespace strata::meta

@@ -7,6 +7,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <random>
+
+#include "meta/chunk_row_cache.h"
 
 namespace strata::meta {
 namespace {
@@ -301,6 +304,144 @@ TEST_F(MetaStoreTest, ListEntriesIsStableUnderInsertAndDelete) {
   auto rest = m_->ListEntries(1, first->back().cookie, 100);
   ASSERT_EQ(rest->size(), 6u);  // n5..n9 and the new entry, none repeated
   EXPECT_EQ(rest->back().name, "late");
+}
+
+TEST(ChunkRowCacheTest, RemembersHolesAndForgetsByChunkAndByInode) {
+  ChunkRowCache c(100);
+  std::optional<ChunkRow> row;
+  EXPECT_FALSE(c.Find(2, 0, &row));
+  ChunkRow r;
+  r.index = 0;
+  r.version = 7;
+  c.Put(2, 0, r);
+  c.Put(2, 1, std::nullopt);  // a hole
+  c.Put(3, 0, r);
+  ASSERT_TRUE(c.Find(2, 0, &row));
+  EXPECT_EQ(row->version, 7u);
+  ASSERT_TRUE(c.Find(2, 1, &row));
+  EXPECT_FALSE(row.has_value());
+  c.Forget(2, 0);
+  EXPECT_FALSE(c.Find(2, 0, &row));
+  EXPECT_TRUE(c.Find(2, 1, &row));
+  c.ForgetInode(2);
+  EXPECT_FALSE(c.Find(2, 1, &row));
+  EXPECT_TRUE(c.Find(3, 0, &row)) << "another inode's rows stay";
+  c.Put(UINT64_MAX, 5, r);
+  c.ForgetInode(UINT64_MAX);
+  EXPECT_FALSE(c.Find(UINT64_MAX, 5, &row));
+  c.Clear();
+  EXPECT_EQ(c.size(), 0u);
+}
+
+// At most two generations: rows used since the last turn survive it, the others go.
+TEST(ChunkRowCacheTest, StaysBoundedAndKeepsWhatIsUsed) {
+  ChunkRowCache c(4);
+  for (uint64_t i = 0; i < 1000; i++) {
+    c.Put(1, i, std::nullopt);
+    std::optional<ChunkRow> row;
+    ASSERT_TRUE(c.Find(1, 0, &row)) << "row 0 is read after every insert: " << i;
+    EXPECT_LE(c.size(), 8u);
+  }
+  std::optional<ChunkRow> row;
+  EXPECT_FALSE(c.Find(1, 500, &row));
+}
+
+// The cached chunk map answers what the database does after every kind of change, committed
+// or rolled back: GetChunk (cached) is compared with ListChunks (a query) after each step of
+// a seeded random sequence of chunks, patches, moves, truncations, deletions and rollbacks.
+TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
+  std::mt19937_64 rng(42);
+  auto pick = [&](uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng); };
+  std::vector<bool> exists(4, false);
+  uint64_t version = 100;
+  auto expect_same = [&](int step) {
+    for (uint64_t ino = 2; ino < 6; ino++) {
+      auto listed = m_->ListChunks(ino);
+      ASSERT_TRUE(listed.ok());
+      for (uint64_t idx = 0; idx < 6; idx++) {
+        auto got = m_->GetChunk(ino, idx);
+        ASSERT_TRUE(got.ok());
+        const ChunkRow* want = nullptr;
+        for (const ChunkRow& r : *listed)
+          if (r.index == idx) want = &r;
+        ASSERT_EQ(got->has_value(), want != nullptr) << "step " << step << " " << ino << "/" << idx;
+        if (want == nullptr) continue;
+        EXPECT_EQ((*got)->segment, want->segment) << "step " << step;
+        EXPECT_EQ((*got)->offset, want->offset) << "step " << step;
+        EXPECT_EQ((*got)->version, want->version) << "step " << step;
+        EXPECT_EQ((*got)->logical_len, want->logical_len) << "step " << step;
+        EXPECT_EQ((*got)->patches, want->patches) << "step " << step;
+      }
+    }
+  };
+  for (int step = 0; step < 2000; step++) {
+    const uint64_t ino = 2 + pick(4), idx = pick(6);
+    if (!exists[ino - 2]) {
+      ASSERT_TRUE(Apply(Create(ino, 1, std::to_string(ino), S_IFREG)).ok());
+      exists[ino - 2] = true;
+    }
+    Op op = StoredOp(OpKind::kChunk, idx, 1 + pick(3), pick(1000), 100, ++version);
+    op.ino = ino;
+    switch (pick(8)) {
+      case 0:
+      case 1:
+        ASSERT_TRUE(Apply(op).ok());
+        break;
+      case 2: {  // a patch, where there is a chunk to patch
+        auto base = m_->GetChunk(ino, idx);
+        ASSERT_TRUE(base.ok());
+        if (!base->has_value()) break;
+        op.kind = OpKind::kPatch;
+        ASSERT_TRUE(Apply(op).ok());
+        break;
+      }
+      case 3: {  // the chunk moved to a placement segment
+        auto base = m_->GetChunk(ino, idx);
+        ASSERT_TRUE(base.ok());
+        if (!base->has_value()) break;
+        Op mv;
+        mv.kind = OpKind::kMoveChunks;
+        mv.segment = (uint64_t{1} << 40) + step;
+        mv.size = 1000;
+        mv.blob =
+            EncodeMoveEntries({{ino, idx, (*base)->version, pick(1000), (*base)->stored_len}});
+        ASSERT_TRUE(Apply(mv).ok());
+        break;
+      }
+      case 4: {
+        Op t;
+        t.kind = OpKind::kSetAttr;
+        t.ino = ino;
+        t.mask = kSetSize;
+        t.size = pick(6 * 4096);
+        ASSERT_TRUE(Apply(t).ok());
+        break;
+      }
+      case 5: {  // unlinked and deleted
+        Op un;
+        un.kind = OpKind::kUnlink;
+        un.parent = 1;
+        un.name = std::to_string(ino);
+        ASSERT_TRUE(Apply(un).ok());
+        Op del;
+        del.kind = OpKind::kDeleteInode;
+        del.ino = ino;
+        ASSERT_TRUE(Apply(del).ok());
+        exists[ino - 2] = false;
+        break;
+      }
+      case 6:
+        ASSERT_TRUE(m_->Commit().ok());
+        break;
+      case 7: {  // rolled back: the inodes created since the last commit are gone again
+        m_->Rollback();
+        for (uint64_t i = 2; i < 6; i++) exists[i - 2] = m_->GetInode(i)->has_value();
+        break;
+      }
+    }
+    expect_same(step);
+    if (HasFatalFailure()) return;
+  }
 }
 
 }  // namespace
