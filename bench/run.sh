@@ -8,9 +8,10 @@
 #
 # usage: bench/run.sh [--quick] [--targets "plain strata null gocryptfs"] [--workloads "seq ..."]
 #                     [--repeat N] [--wait-quiet SECONDS] [--no-build] [--keep]
-#                     [--no-cold-remount]
+#                     [--no-cold-remount] [--chunk-size SIZE]
 #                     [-- extra strata_fsbench options]
 #   --workloads   any of: seq rand ingest meta (default: all)
+#   --chunk-size  strata's chunk_size at mkfs (default: the filesystem default, 64KiB)
 #   --repeat      runs of each sequential, random and metadata workload (default 3, quick 1;
 #                 --seq-repeat is the old name); the table shows the median, and the range below
 #   --wait-quiet  first wait up to SECONDS for the 1-minute load average to fall below 0.7
@@ -28,6 +29,7 @@ KEEP=0
 COLD_REMOUNT=1
 REPEAT=""
 WAIT_QUIET=0
+CHUNK_SIZE=""
 GROUPS_REQ="seq rand ingest meta"
 EXTRA=()
 while [[ $# -gt 0 ]]; do
@@ -40,6 +42,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
     --no-cold-remount) COLD_REMOUNT=0 ;;
+    --chunk-size) CHUNK_SIZE=$2; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 1 ;;
@@ -183,6 +186,7 @@ setup_target() {
       cat >"$d/config.toml" <<EOF
 [filesystem]
 name = "bench-$t"
+${CHUNK_SIZE:+chunk_size = \"$CHUNK_SIZE\"}
 [keys]
 key_file = "$d/key"
 [tiers.hot]

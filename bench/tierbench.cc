@@ -294,7 +294,8 @@ int Main(int argc, char** argv) {
   if (o.dir.empty() || o.dir.front() != '/') Die("--dir must be an absolute path");
   if (o.files == 0 || o.series == 0 || o.instances == 0 || o.repeat <= 0)
     Die("counts must be positive");
-  if (o.file_bytes > 128 * 1024) Die("--file-bytes: at most one chunk (131072)");
+  if (o.file_bytes > fs::Config{}.chunk_size)
+    Die("--file-bytes: at most one chunk (the default chunk_size)");
 
   fs::Config cfg;
   if (o.build) {

@@ -3,7 +3,7 @@
 //
 //   [filesystem]
 //   name = "pacs"
-//   chunk_size = "128KiB"      # fixed at mkfs
+//   chunk_size = "64KiB"       # fixed at mkfs
 //   segment_size = "64MiB"     # fixed at mkfs
 //   compression_level = 1      # zstd level, 1..19; 0 stores chunks uncompressed
 //   [keys]
@@ -64,7 +64,7 @@ struct Config {
   std::string name;
   std::string key_file;
   std::string hot_path;
-  uint32_t chunk_size = 128 * 1024;
+  uint32_t chunk_size = 64 * 1024;  // docs/architecture.md, "Choices"
   uint64_t segment_size = 64ull << 20;
   int compression_level = 1;
   uint64_t chunk_cache_bytes = 256ull << 20;

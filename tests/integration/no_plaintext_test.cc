@@ -115,11 +115,12 @@ class NoPlaintextTest : public MountFixture {
     }
     EXPECT_TRUE(WriteWholeFile(dir + "/" + Marker("FILENAME") + ".txt", text, 0644));
 
-    // Incompressible: random bytes with the marker at the start, across a 128 KiB chunk
+    // Incompressible: random bytes with the marker at the start, across a chunk
     // boundary, and at the end.
     const std::string random_marker = Marker("RANDOM");
     std::string random = MakeData(1, 1024 * 1024, DataKind::kRandom);
-    for (size_t off : {size_t{0}, size_t{1000}, size_t{131072 - 10}, random.size() - 64}) {
+    for (size_t off :
+         {size_t{0}, size_t{1000}, size_t{65536 - 10}, size_t{131072 - 10}, random.size() - 64}) {
       random.replace(off, random_marker.size(), random_marker);
     }
     EXPECT_TRUE(WriteWholeFile(mnt() + "/random.bin", random, 0644));

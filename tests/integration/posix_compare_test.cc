@@ -33,7 +33,7 @@ namespace {
 constexpr off_t kKiB = 1024;
 constexpr off_t kMiB = 1024 * kKiB;
 constexpr off_t kGiB = 1024 * kMiB;
-constexpr off_t kChunk = 128 * kKiB;  // the default chunk size: boundaries are interesting
+constexpr off_t kChunk = 64 * kKiB;  // the default chunk size: boundaries are interesting
 
 class PosixCompareTest : public MountFixture {
  protected:
@@ -1040,7 +1040,7 @@ void BuildRichTree(Sys& s, bool root) {
   s.Mkdir("studies", 0755);
   s.Mkdir("studies/1.2.3", 0750);
   s.Mkdir("studies/1.2.3/series-1", 0700);
-  const size_t sizes[] = {0, 1, 4095, 4096, 131071, 131072, 131073, kMiB + 17, 3 * kMiB};
+  const size_t sizes[] = {0, 1, 4095, 4096, 65535, 65536, 65537, 131072, kMiB + 17, 3 * kMiB};
   int i = 0;
   for (size_t size : sizes) {
     const DataKind kind = (i % 3 == 0)   ? DataKind::kText

@@ -23,7 +23,7 @@
 namespace strata::it {
 namespace {
 
-constexpr off_t kChunk = 128 * 1024;
+constexpr off_t kChunk = 64 * 1024;  // the default chunk size
 
 enum class OpKind {
   kCreate,

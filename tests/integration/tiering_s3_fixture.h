@@ -39,8 +39,8 @@ namespace sfs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using Files = std::vector<std::pair<std::string, std::string>>;  // path in the mount, contents
 
-constexpr size_t kChunk = 128 * 1024;  // the default chunk size
-constexpr int kExitFailed = 2;         // `strata` exit status for "ran, but failed"
+constexpr size_t kChunk = 64 * 1024;  // the default chunk size
+constexpr int kExitFailed = 2;        // `strata` exit status for "ran, but failed"
 
 inline double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();

@@ -23,7 +23,7 @@ TEST(ConfigTest, MinimalConfigUsesDefaults) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->name, "pacs");
   EXPECT_EQ(c->hot_path, "/var/lib/strata/pacs/hot");
-  EXPECT_EQ(c->chunk_size, 128u * 1024);
+  EXPECT_EQ(c->chunk_size, 64u * 1024);
   EXPECT_EQ(c->compression_level, 1);
 }
 
