@@ -11,19 +11,23 @@ bool ChunkRowCache::Find(uint64_t ino, uint64_t index, std::optional<ChunkRow>* 
   auto it = old_.find(k);
   if (it == old_.end()) return false;
   *row = it->second;
-  auto node = old_.extract(it);
-  Put(ino, index, node.mapped());
+  auto node = old_.extract(it);  // moves to the young generation, without a new allocation
+  MakeRoom();
+  young_.insert(std::move(node));
   return true;
+}
+
+void ChunkRowCache::MakeRoom() {
+  if (young_.size() < per_generation_) return;
+  old_ = std::move(young_);
+  young_.clear();
 }
 
 void ChunkRowCache::Put(uint64_t ino, uint64_t index, const std::optional<ChunkRow>& row) {
   if (per_generation_ == 0) return;
-  if (young_.size() >= per_generation_) {
-    old_ = std::move(young_);
-    young_.clear();
-  }
-  young_.insert_or_assign(Key{ino, index}, row);
   old_.erase(Key{ino, index});
+  MakeRoom();
+  young_.insert_or_assign(Key{ino, index}, row);
 }
 
 void ChunkRowCache::Forget(uint64_t ino, uint64_t index) {

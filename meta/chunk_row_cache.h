@@ -1,10 +1,10 @@
 // ChunkRowCache: the chunk map rows MetaStore::GetChunk found lately, so that a read of a
 // chunk costs no SQL query once its row is known. Every read takes one; a query costs 7-14 us.
 //
-// Exact, not eventually right: MetaStore forgets a row before any statement that may change it
-// (a chunk stored, patched, moved, truncated or deleted) and everything on a rollback, so a hit
-// is always what the database (with its open transaction) would answer. The absence of a row
-// (a hole) is cached too.
+// Exact, not eventually right: MetaStore forgets a row once a statement that may change it has
+// run (a chunk stored, patched, moved, truncated or deleted), and everything on a rollback or a
+// failed apply or commit, so a hit is always what the database (with its open transaction)
+// would answer. The absence of a row (a hole) is cached too.
 //
 // Bounded by two generations of at most `per_generation` rows: a row found in the old one
 // moves to the young one, and a full young generation becomes the old one, dropping the rows
@@ -40,6 +40,8 @@ class ChunkRowCache {
   using Key = std::pair<uint64_t, uint64_t>;
   using Map = std::map<Key, std::optional<ChunkRow>>;
   static void EraseInode(Map* m, uint64_t ino);
+  // Turns a full young generation into the old one.
+  void MakeRoom();
 
   size_t per_generation_;
   Map young_, old_;

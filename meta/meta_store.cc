@@ -265,6 +265,12 @@ Status MetaStore::Begin() {
 
 Status MetaStore::Commit() {
   if (!in_txn_) return Status::OK();
+  Status s = CommitTxn();
+  if (!s.ok()) rows_->Clear();  // as in Apply
+  return s;
+}
+
+Status MetaStore::CommitTxn() {
   PREP(u,
        "UPDATE meta SET value = CASE key WHEN 'applied_lsn' THEN ?1 WHEN 'next_ino' THEN ?2 "
        "WHEN 'inodes' THEN ?3 WHEN 'stored_bytes' THEN ?4 WHEN 'next_placement' THEN ?5 "
@@ -351,6 +357,14 @@ Result<uint64_t> MetaStore::WriteSnapshot(const std::string& out) const {
 }
 
 Status MetaStore::Apply(const Op& op, uint64_t lsn) {
+  Status s = ApplyOp(op, lsn);
+  // A statement that failed (a full disk, an I/O error) may have ended the transaction:
+  // cached rows read inside it may be gone with it.
+  if (!s.ok()) rows_->Clear();
+  return s;
+}
+
+Status MetaStore::ApplyOp(const Op& op, uint64_t lsn) {
   RETURN_IF_ERROR(Begin());
   Status s;
   switch (op.kind) {
@@ -859,6 +873,8 @@ Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
   if (rc != SQLITE_DONE) return SqlError("check empty directory");
   return true;
 }
+
+size_t MetaStore::cached_chunk_rows() const { return rows_->size(); }
 
 Result<std::optional<ChunkRow>> MetaStore::GetChunk(uint64_t ino, uint64_t index) {
   std::optional<ChunkRow> row;

@@ -122,12 +122,16 @@ class MetaStore {
   // Inodes with nlink 0: unlinked while open when the process stopped.
   Result<std::vector<uint64_t>> Orphans();
   Totals totals() const { return totals_; }
+  // Chunk map rows (and holes) kept in memory (chunk_row_cache.h).
+  size_t cached_chunk_rows() const;
 
  private:
   MetaStore() = default;
   Status Exec(const char* sql);
   Result<sqlite3_stmt*> Prepare(const char* sql);
   Status Begin();
+  Status ApplyOp(const Op& op, uint64_t lsn);
+  Status CommitTxn();
   Status LoadCounters();
   Status MaybeUpgrade(bool read_only);
   Status AdjustNlink(uint64_t ino, int delta);

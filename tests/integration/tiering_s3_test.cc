@@ -33,7 +33,7 @@ TEST_F(TieringS3It, MigrateThroughTheDaemonThenReadEverythingBack) {
   Files files;
   for (int st = 0; st < 2; ++st) {
     for (int i = 0; i < 6; ++i) {
-      // Four DICOM-sized instances and two of ~1.5 MiB (13 chunks) per study.
+      // Four DICOM-sized instances and two of ~1.5 MiB (25 chunks) per study.
       const size_t n = i < 4 ? 512 * 1024 + 77 * i : 1536 * 1024 + 4099 * i;
       std::string data = CtLike(n, static_cast<uint32_t>(st * 10 + i));
       for (size_t at : {size_t{0}, n / 3, n - kContentMarker.size()})

@@ -368,6 +368,7 @@ TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
         if (want == nullptr) continue;
         EXPECT_EQ((*got)->segment, want->segment) << "step " << step;
         EXPECT_EQ((*got)->offset, want->offset) << "step " << step;
+        EXPECT_EQ((*got)->stored_len, want->stored_len) << "step " << step;
         EXPECT_EQ((*got)->version, want->version) << "step " << step;
         EXPECT_EQ((*got)->logical_len, want->logical_len) << "step " << step;
         EXPECT_EQ((*got)->patches, want->patches) << "step " << step;
@@ -380,7 +381,8 @@ TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
       ASSERT_TRUE(Apply(Create(ino, 1, std::to_string(ino), S_IFREG)).ok());
       exists[ino - 2] = true;
     }
-    Op op = StoredOp(OpKind::kChunk, idx, 1 + pick(3), pick(1000), 100, ++version);
+    Op op = StoredOp(OpKind::kChunk, idx, 1 + pick(3), pick(1000),
+                     static_cast<uint32_t>(50 + pick(100)), ++version);
     op.ino = ino;
     switch (pick(8)) {
       case 0:
@@ -395,16 +397,17 @@ TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
         ASSERT_TRUE(Apply(op).ok());
         break;
       }
-      case 3: {  // the chunk moved to a placement segment
+      case 3: {  // the chunk, or one of its patches, moved to a placement segment
         auto base = m_->GetChunk(ino, idx);
         ASSERT_TRUE(base.ok());
         if (!base->has_value()) break;
+        ChunkRow moved = **base;
+        if (moved.patches > 0 && pick(2) == 0) moved = (*m_->ListPatches(ino, idx)).back();
         Op mv;
         mv.kind = OpKind::kMoveChunks;
         mv.segment = (uint64_t{1} << 40) + step;
         mv.size = 1000;
-        mv.blob =
-            EncodeMoveEntries({{ino, idx, (*base)->version, pick(1000), (*base)->stored_len}});
+        mv.blob = EncodeMoveEntries({{ino, idx, moved.version, pick(1000), moved.stored_len}});
         ASSERT_TRUE(Apply(mv).ok());
         break;
       }
@@ -442,6 +445,7 @@ TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
     expect_same(step);
     if (HasFatalFailure()) return;
   }
+  EXPECT_GT(m_->cached_chunk_rows(), 0u) << "the rows read are kept";
 }
 
 }  // namespace
