@@ -273,6 +273,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
                                    ": [filesystem] chunk_size must be a power of two "
                                    "between 4KiB and 4MiB");
   c.chunk_size = static_cast<uint32_t>(chunk);
+  c.chunk_size_set = fs->contains("chunk_size");
+  c.segment_size_set = fs->contains("segment_size");
   ASSIGN_OR_RETURN(c.segment_size,
                    GetSize(*fs, "segment_size", c.segment_size, "filesystem", source));
   if (c.segment_size < 4 * uint64_t{c.chunk_size} || c.segment_size > (4ull << 30))

@@ -66,6 +66,8 @@ struct Config {
   std::string hot_path;
   uint32_t chunk_size = 64 * 1024;  // docs/architecture.md, "Choices"
   uint64_t segment_size = 64ull << 20;
+  // Whether the file set them: both are fixed at mkfs, and a mount takes the superblock's.
+  bool chunk_size_set = false, segment_size_set = false;
   int compression_level = 1;
   uint64_t chunk_cache_bytes = 256ull << 20;
   uint64_t dirty_limit_bytes = 256ull << 20;

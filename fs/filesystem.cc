@@ -178,9 +178,18 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
         "discarded and read back as zeros",
         sb_.name);
   }
-  if (c.chunk_size != sb_.chunk_size || c.segment_size != sb_.segment_size)
-    log::Warn("{}: chunk_size/segment_size are fixed at mkfs; using {} / {} from the superblock",
-              c.source, sb_.chunk_size, sb_.segment_size);
+  // Only a size the file sets is worth a word: a filesystem made with an older default keeps
+  // its own without one.
+  if (c.chunk_size_set && c.chunk_size != sb_.chunk_size)
+    log::Warn(
+        "{}: [filesystem] chunk_size is {} but this filesystem was made with {}: it is "
+        "fixed at mkfs, so {} is used",
+        c.source, c.chunk_size, sb_.chunk_size, sb_.chunk_size);
+  if (c.segment_size_set && c.segment_size != sb_.segment_size)
+    log::Warn(
+        "{}: [filesystem] segment_size is {} but this filesystem was made with {}: it is "
+        "fixed at mkfs, so {} is used",
+        c.source, c.segment_size, sb_.segment_size, sb_.segment_size);
   sb_.compression_level = c.compression_level;
   if (!read_only_) {
     // A new writer epoch, durable before the first seal: nonces never repeat.

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -218,6 +219,33 @@ TEST_F(LifecycleTest, NullDataMountKeepsSizesDiscardsContentsAndNeedsAnEmptyFile
   mount_args_.clear();
   ASSERT_NO_FATAL_FAILURE(Mount());
   ExpectProbe("after a refused null-data mount");
+}
+
+// chunk_size is fixed at mkfs. A filesystem made with a chunk size other than today's
+// default (an older default) mounts with its own, silently when the config does not name one,
+// with a warning naming both when the config asks for another; its files read back either way.
+TEST_F(LifecycleTest, ChunkSizeComesFromTheSuperblock) {
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  std::filesystem::remove_all(hot());
+  ASSERT_TRUE(std::filesystem::create_directory(hot()));
+  filesystem_config_ = {"chunk_size = \"128KiB\""};
+  ASSERT_NO_FATAL_FAILURE(WriteConfig());
+  ASSERT_NO_FATAL_FAILURE(Mkfs());
+  filesystem_config_.clear();  // the default (64 KiB) from now on
+  ASSERT_NO_FATAL_FAILURE(WriteConfig());
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_NO_FATAL_FAILURE(WriteProbe());
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  ExpectProbe("remounted without a chunk_size");
+  EXPECT_EQ(DaemonLog().find("chunk_size"), std::string::npos) << DaemonLog();
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  filesystem_config_ = {"chunk_size = \"64KiB\""};
+  ASSERT_NO_FATAL_FAILURE(WriteConfig());
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ExpectProbe("mounted with another chunk_size in the config");
+  EXPECT_NE(DaemonLog().find("chunk_size is 65536 but this filesystem was made with 131072"),
+            std::string::npos)
+      << DaemonLog();
 }
 
 TEST_F(LifecycleTest, WrongKeyIsRefused) {
