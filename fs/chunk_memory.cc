@@ -37,16 +37,25 @@ uint64_t ChunkMemory::SpareLimit() const {
   return std::max(room, floor_);
 }
 
-std::string ChunkMemory::Take(size_t n) {
+std::string ChunkMemory::TakeSpare() {
   std::string s;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!spare_.empty()) {
-      s = std::move(spare_.back());
-      spare_.pop_back();
-    }
+  std::lock_guard<std::mutex> l(mu_);
+  if (!spare_.empty()) {
+    s = std::move(spare_.back());
+    spare_.pop_back();
   }
+  return s;
+}
+
+std::string ChunkMemory::Take(size_t n) {
+  std::string s = TakeSpare();
   s.assign(n, '\0');
+  return s;
+}
+
+std::string ChunkMemory::TakeToOverwrite(size_t n) {
+  std::string s = TakeSpare();
+  s.resize(n);  // zero fills only past what the buffer held
   return s;
 }
 

@@ -321,7 +321,9 @@ class Filesystem {
                                                        const std::vector<meta::ChunkRow>& patches,
                                                        bool allow_cold = true,
                                                        bool* blocked = nullptr);
-  // Reads, checks and decompresses one record (a chunk or a patch) into its plaintext.
+  // Reads, checks and decompresses one record (a chunk or a patch) into its plaintext. On
+  // success *plain is exactly that: its size is set and every byte written, so it may be a
+  // reused buffer holding other data (ChunkMemory::TakeToOverwrite).
   Status DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allow_cold, bool* blocked,
                       ChunkHeader* got, std::string* plain);
   Result<size_t> ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf,

@@ -72,7 +72,9 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
   const bool pooled = uint64_t{c.logical_len} * 2 >= sb_.chunk_size;
   if (base == nullptr) {
     ChunkHeader got;
-    std::string data = pooled ? memory_->Take(0) : std::string();
+    // Not zeroed: DecodeRecord sets its size to what it decodes and writes every byte of it
+    // (or fails, and the buffer goes back unread).
+    std::string data = pooled ? memory_->TakeToOverwrite(c.logical_len) : std::string();
     Status s = DecodeRecord(ino, c, allow_cold, blocked, &got, &data);
     if (s.ok() && got.patch) s = Status::Corruption("a patch record where a chunk was expected");
     if (!s.ok()) {

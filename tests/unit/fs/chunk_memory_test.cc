@@ -35,6 +35,21 @@ TEST(ChunkMemoryTest, ABufferComesBackWhenItsLastReferenceDropsAndIsReusedZeroed
   EXPECT_EQ(memory->spare_bytes(), 0u);
 }
 
+// For a decoder that overwrites it all: the spare's memory at the size asked, not zero filled
+// (only a fresh buffer's bytes are zeros).
+TEST(ChunkMemoryTest, TakeToOverwriteReusesASpareAtTheSizeAsked) {
+  auto memory = ChunkMemory::Make(kChunk, 64 * kChunk);
+  std::string fresh = memory->TakeToOverwrite(kChunk);
+  EXPECT_EQ(fresh, std::string(kChunk, '\0'));
+  fresh.assign(kChunk, 'x');
+  const char* where = fresh.data();
+  memory->Give(std::move(fresh));
+  std::string again = memory->TakeToOverwrite(kChunk / 2);
+  EXPECT_EQ(again.data(), where);
+  EXPECT_EQ(again.size(), kChunk / 2);
+  EXPECT_EQ(memory->spare_bytes(), 0u);
+}
+
 TEST(ChunkMemoryTest, OnlyChunkSizedBuffersAreKept) {
   auto memory = ChunkMemory::Make(kChunk, 64 * kChunk);
   memory->Give(std::string(4096, 'a'));

@@ -361,6 +361,27 @@ TEST_F(FilesystemTest, ReusedChunkBuffersNeverShowEarlierBytes) {
   EXPECT_EQ(ReadAll(a), full_a);
   EXPECT_EQ(ReadAll(r), noise);
 
+  // 16-bit samples (stored as two byte planes, joined on decode) shorter than a chunk, and a
+  // whole chunk cut short by a truncate (its record still holds the whole chunk).
+  std::string samples;
+  for (uint64_t i = 0; i < cs * 5 / 16; i++) {
+    const uint16_t v = static_cast<uint16_t>(1024 + (i * 2654435761u >> 7) % 64);
+    samples.push_back(static_cast<char>(v & 0xff));
+    samples.push_back(static_cast<char>(v >> 8));
+  }
+  const uint64_t sm = CreateFile("samples", samples);
+  EXPECT_EQ(ReadAll(sm), samples);
+  const uint64_t cut = CreateFile("cut", noise.substr(0, cs));
+  SetAttrRequest t;
+  t.size = cs / 3;
+  ASSERT_TRUE(fs_->SetAttr(cut, t, Caller{}).ok());
+  t.size = cs;  // grown again: the cut-off part reads as zeros
+  ASSERT_TRUE(fs_->SetAttr(cut, t, Caller{}).ok());
+  const std::string cut_back = noise.substr(0, cs / 3) + std::string(cs - cs / 3, '\0');
+  EXPECT_EQ(ReadAll(cut), cut_back);
+  EXPECT_EQ(ReadAll(a), full_a);
+  EXPECT_EQ(ReadAll(sm), samples);
+
   // A write buffer taken for a few bytes past the end: the rest of it reads as zeros, before
   // and after the seal.
   auto c = fs_->Create(kRootIno, "holes", 0644, O_RDWR, Caller{});
@@ -383,6 +404,10 @@ TEST_F(FilesystemTest, ReusedChunkBuffersNeverShowEarlierBytes) {
   EXPECT_EQ(ReadAll(a), full_a);
   EXPECT_EQ(ReadAll(c->first.ino), holes);
   EXPECT_EQ(ReadAll(sp->first.ino), sparse);
+  EXPECT_EQ(ReadAll(b), short_b);
+  EXPECT_EQ(ReadAll(raw), short_raw);
+  EXPECT_EQ(ReadAll(sm), samples);
+  EXPECT_EQ(ReadAll(cut), cut_back);
 }
 
 }  // namespace
