@@ -68,20 +68,22 @@ Result<Attr> Filesystem::AttrLocked(uint64_t ino) {
 
 Result<Attr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   if (name.size() > kMaxNameLen) return Status::Posix(ENAMETOOLONG);
+  const std::string enc = EncName(parent, name);  // outside mu_: the cipher is thread-safe
   std::lock_guard<std::mutex> l(mu_);
-  ASSIGN_OR_RETURN(auto dir, meta_->GetInode(parent));
-  if (!dir) return Status::Posix(ENOENT);
-  if (!S_ISDIR(dir->mode)) return Status::Posix(ENOTDIR);
-  ASSIGN_OR_RETURN(auto e, meta_->LookupEntry(parent, EncName(parent, name)));
-  if (!e) return Status::Posix(ENOENT);
-  auto a = AttrLocked(e->ino);
+  // One statement on the common path; only a miss looks at the parent, to tell ENOENT from
+  // ENOTDIR (entries only ever live under directories).
+  ASSIGN_OR_RETURN(auto e, meta_->LookupEntryInode(parent, enc));
+  if (!e) {
+    ASSIGN_OR_RETURN(auto dir, meta_->GetInode(parent));
+    if (dir && !S_ISDIR(dir->mode)) return Status::Posix(ENOTDIR);
+    return Status::Posix(ENOENT);
+  }
   // An entry without its inode is damage, not absence (which the kernel would cache).
-  if (!a.ok() && a.status().ToErrno() == ENOENT)
-    return Status::Corruption(
-        fmt::format("entry in directory {} names inode {}, which is missing", parent, e->ino));
-  if (!a.ok()) return a.status();
-  RememberLocked(e->ino, parent, name);
-  return *a;
+  if (!e->inode)
+    return Status::Corruption(fmt::format("entry in directory {} names inode {}, which is missing",
+                                          parent, e->entry.ino));
+  RememberLocked(e->entry.ino, parent, name);
+  return ToAttr(*e->inode);
 }
 
 void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {

@@ -81,6 +81,7 @@ class Stmt {
   }
   int Step() { return sqlite3_step(s_); }
   int64_t Int(int c) { return sqlite3_column_int64(s_, c); }
+  bool IsNull(int c) { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
   std::string Blob(int c) {
     const void* p = sqlite3_column_blob(s_, c);
     int n = sqlite3_column_bytes(s_, c);
@@ -95,6 +96,29 @@ class Stmt {
 #define CHUNK_COLUMNS "idx, segment, offset, stored_len, logical_len, version, patches"
 // The same for patch rows (logical_len: none of its own).
 #define PATCH_COLUMNS "idx, segment, offset, stored_len, 0, version, seq"
+
+// The inode columns, in the order ReadInodeRow reads them from column `first` on.
+#define INODE_COLUMNS(t)                                                                      \
+  t "mode, " t "uid, " t "gid, " t "nlink, " t "size, " t "atime, " t "mtime, " t "ctime, " t \
+    "btime, " t "rdev, " t "stored, " t "symlink"
+
+InodeRow ReadInodeRow(Stmt& q, uint64_t ino, int first) {
+  InodeRow r;
+  r.ino = ino;
+  r.mode = static_cast<uint32_t>(q.Int(first + 0));
+  r.uid = static_cast<uint32_t>(q.Int(first + 1));
+  r.gid = static_cast<uint32_t>(q.Int(first + 2));
+  r.nlink = static_cast<uint32_t>(q.Int(first + 3));
+  r.size = static_cast<uint64_t>(q.Int(first + 4));
+  r.atime = q.Int(first + 5);
+  r.mtime = q.Int(first + 6);
+  r.ctime = q.Int(first + 7);
+  r.btime = q.Int(first + 8);
+  r.rdev = static_cast<uint64_t>(q.Int(first + 9));
+  r.stored_bytes = static_cast<uint64_t>(q.Int(first + 10));
+  r.symlink = q.Blob(first + 11);
+  return r;
+}
 
 ChunkRow ReadChunkRow(Stmt& q) {
   ChunkRow c;
@@ -799,28 +823,30 @@ Status MetaStore::ApplyDeleteInode(const Op& op) {
 }
 
 Result<std::optional<InodeRow>> MetaStore::GetInode(uint64_t ino) {
-  PREP(q,
-       "SELECT mode, uid, gid, nlink, size, atime, mtime, ctime, btime, rdev, stored, symlink "
-       "FROM inodes WHERE ino = ?");
+  PREP(q, "SELECT " INODE_COLUMNS("") " FROM inodes WHERE ino = ?");
   q.Bind(1, ino);
   int rc = q.Step();
   if (rc == SQLITE_DONE) return std::optional<InodeRow>();
   if (rc != SQLITE_ROW) return SqlError("read inode");
-  InodeRow r;
-  r.ino = ino;
-  r.mode = static_cast<uint32_t>(q.Int(0));
-  r.uid = static_cast<uint32_t>(q.Int(1));
-  r.gid = static_cast<uint32_t>(q.Int(2));
-  r.nlink = static_cast<uint32_t>(q.Int(3));
-  r.size = static_cast<uint64_t>(q.Int(4));
-  r.atime = q.Int(5);
-  r.mtime = q.Int(6);
-  r.ctime = q.Int(7);
-  r.btime = q.Int(8);
-  r.rdev = static_cast<uint64_t>(q.Int(9));
-  r.stored_bytes = static_cast<uint64_t>(q.Int(10));
-  r.symlink = q.Blob(11);
-  return std::optional<InodeRow>(std::move(r));
+  return std::optional<InodeRow>(ReadInodeRow(q, ino, 0));
+}
+
+Result<std::optional<EntryInode>> MetaStore::LookupEntryInode(uint64_t parent,
+                                                              const std::string& name) {
+  PREP(q, "SELECT e.ino, e.mode, e.cookie, " INODE_COLUMNS(
+              "i.") " FROM entries e LEFT JOIN inodes i ON i.ino = e.ino "
+                    "WHERE e.parent = ? AND e.name = ?");
+  q.Bind(1, parent).Bind(2, name);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return std::optional<EntryInode>();
+  if (rc != SQLITE_ROW) return SqlError("lookup");
+  EntryInode r;
+  r.entry.name = name;
+  r.entry.ino = static_cast<uint64_t>(q.Int(0));
+  r.entry.mode = static_cast<uint32_t>(q.Int(1));
+  r.entry.cookie = static_cast<uint64_t>(q.Int(2));
+  if (!q.IsNull(3)) r.inode = ReadInodeRow(q, r.entry.ino, 3);
+  return std::optional<EntryInode>(std::move(r));
 }
 
 Result<std::optional<EntryRow>> MetaStore::LookupEntry(uint64_t parent, const std::string& name) {

@@ -44,6 +44,12 @@ struct EntryRow {
   uint64_t cookie = 0;  // stable position for readdir; increases with insertion
 };
 
+// An entry and the inode it names (none when the inode row is missing: damage).
+struct EntryInode {
+  EntryRow entry;
+  std::optional<InodeRow> inode;
+};
+
 // A stored chunk, or one of its patches (docs/formats/records.md): the ranges of the chunk
 // rewritten since, applied over it in order.
 struct ChunkRow {
@@ -104,6 +110,8 @@ class MetaStore {
   Result<std::optional<InodeRow>> GetInode(uint64_t ino);
   // The inode an entry names, if any.
   Result<std::optional<EntryRow>> LookupEntry(uint64_t parent, const std::string& name);
+  // LookupEntry and GetInode of what it finds, in one statement (the lookup path).
+  Result<std::optional<EntryInode>> LookupEntryInode(uint64_t parent, const std::string& name);
   // Entries of `parent` with cookie > after, in cookie order, at most `limit`.
   Result<std::vector<EntryRow>> ListEntries(uint64_t parent, uint64_t after, size_t limit);
   // Whether any file holds stored data (a chunk row).

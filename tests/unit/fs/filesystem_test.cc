@@ -167,6 +167,22 @@ TEST_F(FilesystemTest, NamespaceOperations) {
   ASSERT_TRUE(fs_->Rmdir(kRootIno, "dir").ok());
 }
 
+TEST_F(FilesystemTest, LookupReportsWhatIsMissing) {
+  uint64_t f = CreateFile("file", "x");
+  auto d = fs_->Mkdir(kRootIno, "dir", 0755, Caller{});
+  ASSERT_TRUE(d.ok());
+  auto a = fs_->Lookup(kRootIno, "file");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->ino, f);
+  EXPECT_EQ(a->size, 1u);
+  EXPECT_TRUE(S_ISREG(a->mode));
+  EXPECT_EQ(fs_->Lookup(kRootIno, "none").status().ToErrno(), ENOENT);
+  EXPECT_EQ(fs_->Lookup(d->ino, "none").status().ToErrno(), ENOENT);
+  EXPECT_EQ(fs_->Lookup(f, "x").status().ToErrno(), ENOTDIR);
+  EXPECT_EQ(fs_->Lookup(999999, "x").status().ToErrno(), ENOENT);
+  EXPECT_EQ(fs_->Lookup(kRootIno, std::string(256, 'n')).status().ToErrno(), ENAMETOOLONG);
+}
+
 TEST_F(FilesystemTest, UnlinkedWhileOpenStaysReadableUntilRelease) {
   uint64_t ino = CreateFile("tmp", "still here");
   auto fh = fs_->Open(ino, O_RDONLY);

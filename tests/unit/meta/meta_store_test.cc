@@ -90,6 +90,33 @@ TEST_F(MetaStoreTest, CreateLinkUnlinkCountsLinks) {
   EXPECT_TRUE(m_->LookupEntry(1, "b")->has_value());
 }
 
+TEST_F(MetaStoreTest, LookupEntryInodeJoinsTheEntryAndItsInode) {
+  ASSERT_TRUE(Apply(Create(2, 1, "a", S_IFREG | 0640)).ok());
+  auto r = m_->LookupEntryInode(1, "a");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->entry.ino, 2u);
+  EXPECT_EQ((*r)->entry.cookie, (*m_->LookupEntry(1, "a"))->cookie);
+  ASSERT_TRUE((*r)->inode.has_value());
+  auto direct = *m_->GetInode(2);
+  EXPECT_EQ((*r)->inode->mode, direct->mode);
+  EXPECT_EQ((*r)->inode->nlink, direct->nlink);
+  EXPECT_EQ((*r)->inode->ctime, direct->ctime);
+  EXPECT_FALSE(m_->LookupEntryInode(1, "b")->has_value());
+  EXPECT_FALSE(m_->LookupEntryInode(2, "a")->has_value());
+
+  // An entry whose inode row is gone comes back without an inode (damage, not absence).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/meta.db").c_str(), &db), SQLITE_OK);
+  ASSERT_TRUE(m_->Commit().ok());
+  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM inodes WHERE ino = 2", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  r = m_->LookupEntryInode(1, "a");
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_FALSE((*r)->inode.has_value());
+}
+
 TEST_F(MetaStoreTest, DirectoryLinkCounts) {
   ASSERT_TRUE(Apply(Create(2, 1, "d", S_IFDIR | 0755)).ok());
   EXPECT_EQ((*m_->GetInode(1))->nlink, 3u);
