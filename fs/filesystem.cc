@@ -180,16 +180,15 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   }
   // Only a size the file sets is worth a word: a filesystem made with an older default keeps
   // its own without one.
-  if (c.chunk_size_set && c.chunk_size != sb_.chunk_size)
-    log::Warn(
-        "{}: [filesystem] chunk_size is {} but this filesystem was made with {}: it is "
-        "fixed at mkfs, so {} is used",
-        c.source, c.chunk_size, sb_.chunk_size, sb_.chunk_size);
-  if (c.segment_size_set && c.segment_size != sb_.segment_size)
-    log::Warn(
-        "{}: [filesystem] segment_size is {} but this filesystem was made with {}: it is "
-        "fixed at mkfs, so {} is used",
-        c.source, c.segment_size, sb_.segment_size, sb_.segment_size);
+  auto fixed_at_mkfs = [&](const char* key, bool set, uint64_t asked, uint64_t made) {
+    if (set && asked != made)
+      log::Warn(
+          "{}: [filesystem] {} is {} but this filesystem was made with {}: it is fixed at "
+          "mkfs, so {} is used",
+          c.source, key, asked, made, made);
+  };
+  fixed_at_mkfs("chunk_size", c.chunk_size_set, c.chunk_size, sb_.chunk_size);
+  fixed_at_mkfs("segment_size", c.segment_size_set, c.segment_size, sb_.segment_size);
   sb_.compression_level = c.compression_level;
   if (!read_only_) {
     // A new writer epoch, durable before the first seal: nonces never repeat.

@@ -120,6 +120,16 @@ InodeRow ReadInodeRow(Stmt& q, uint64_t ino, int first) {
   return r;
 }
 
+// An entry's ino, mode and cookie, from column `first` on.
+EntryRow ReadEntryRow(Stmt& q, std::string name, int first) {
+  EntryRow e;
+  e.name = std::move(name);
+  e.ino = static_cast<uint64_t>(q.Int(first + 0));
+  e.mode = static_cast<uint32_t>(q.Int(first + 1));
+  e.cookie = static_cast<uint64_t>(q.Int(first + 2));
+  return e;
+}
+
 ChunkRow ReadChunkRow(Stmt& q) {
   ChunkRow c;
   c.index = static_cast<uint64_t>(q.Int(0));
@@ -841,10 +851,7 @@ Result<std::optional<EntryInode>> MetaStore::LookupEntryInode(uint64_t parent,
   if (rc == SQLITE_DONE) return std::optional<EntryInode>();
   if (rc != SQLITE_ROW) return SqlError("lookup");
   EntryInode r;
-  r.entry.name = name;
-  r.entry.ino = static_cast<uint64_t>(q.Int(0));
-  r.entry.mode = static_cast<uint32_t>(q.Int(1));
-  r.entry.cookie = static_cast<uint64_t>(q.Int(2));
+  r.entry = ReadEntryRow(q, name, 0);
   if (!q.IsNull(3)) r.inode = ReadInodeRow(q, r.entry.ino, 3);
   return std::optional<EntryInode>(std::move(r));
 }
@@ -855,12 +862,7 @@ Result<std::optional<EntryRow>> MetaStore::LookupEntry(uint64_t parent, const st
   int rc = q.Step();
   if (rc == SQLITE_DONE) return std::optional<EntryRow>();
   if (rc != SQLITE_ROW) return SqlError("lookup");
-  EntryRow e;
-  e.name = name;
-  e.ino = static_cast<uint64_t>(q.Int(0));
-  e.mode = static_cast<uint32_t>(q.Int(1));
-  e.cookie = static_cast<uint64_t>(q.Int(2));
-  return std::optional<EntryRow>(std::move(e));
+  return std::optional<EntryRow>(ReadEntryRow(q, name, 0));
 }
 
 Result<std::vector<EntryRow>> MetaStore::ListEntries(uint64_t parent, uint64_t after,
@@ -871,14 +873,7 @@ Result<std::vector<EntryRow>> MetaStore::ListEntries(uint64_t parent, uint64_t a
   q.Bind(1, parent).Bind(2, after).Bind(3, static_cast<uint64_t>(limit));
   std::vector<EntryRow> out;
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    EntryRow e;
-    e.name = q.Blob(0);
-    e.ino = static_cast<uint64_t>(q.Int(1));
-    e.mode = static_cast<uint32_t>(q.Int(2));
-    e.cookie = static_cast<uint64_t>(q.Int(3));
-    out.push_back(std::move(e));
-  }
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadEntryRow(q, q.Blob(0), 1));
   if (rc != SQLITE_DONE) return SqlError("list directory");
   return out;
 }
