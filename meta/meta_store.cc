@@ -7,12 +7,15 @@
 #include <memory>
 
 #include "meta/chunk_row_cache.h"
+#include "meta/sql.h"
 
 namespace strata::meta {
 namespace {
 
+using internal::kFirstPlacementSegment;
+using internal::Stmt;
+
 constexpr int kSchemaVersion = 3;
-constexpr uint64_t kFirstPlacementSegment = uint64_t{1} << 40;  // = journal::kFirstPlacementSegment
 // Rows per generation of the chunk-row cache: at most twice this many, ~100 bytes each.
 constexpr size_t kCachedChunkRows = 32768;
 
@@ -62,41 +65,6 @@ CREATE TABLE IF NOT EXISTS patches(
 UPDATE meta SET value = 3 WHERE key = 'schema_version';
 )sql";
 
-class Stmt {
- public:
-  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
-  ~Stmt() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  Stmt& Bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, uint64_t v) { return Bind(i, static_cast<int64_t>(v)); }
-  Stmt& Bind(int i, uint32_t v) { return Bind(i, static_cast<int64_t>(v)); }
-  Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
-  int Step() { return sqlite3_step(s_); }
-  int64_t Int(int c) { return sqlite3_column_int64(s_, c); }
-  bool IsNull(int c) { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::string Blob(int c) {
-    const void* p = sqlite3_column_blob(s_, c);
-    int n = sqlite3_column_bytes(s_, c);
-    return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
-  }
-
- private:
-  sqlite3_stmt* s_;
-};
-
-// The chunk map columns every chunk query selects, in the order ReadChunkRow reads them.
-#define CHUNK_COLUMNS "idx, segment, offset, stored_len, logical_len, version, patches"
-// The same for patch rows (logical_len: none of its own).
-#define PATCH_COLUMNS "idx, segment, offset, stored_len, 0, version, seq"
-
 // The inode columns, in the order ReadInodeRow reads them from column `first` on.
 #define INODE_COLUMNS(t)                                                                      \
   t "mode, " t "uid, " t "gid, " t "nlink, " t "size, " t "atime, " t "mtime, " t "ctime, " t \
@@ -130,44 +98,7 @@ EntryRow ReadEntryRow(Stmt& q, std::string name, int first) {
   return e;
 }
 
-ChunkRow ReadChunkRow(Stmt& q) {
-  ChunkRow c;
-  c.index = static_cast<uint64_t>(q.Int(0));
-  c.segment = static_cast<uint64_t>(q.Int(1));
-  c.offset = static_cast<uint64_t>(q.Int(2));
-  c.stored_len = static_cast<uint32_t>(q.Int(3));
-  c.logical_len = static_cast<uint32_t>(q.Int(4));
-  c.version = static_cast<uint64_t>(q.Int(5));
-  c.patches = static_cast<uint32_t>(q.Int(6));
-  return c;
-}
-
-// Forgets the cached rows of a chunk (or of every chunk of an inode) when it goes out of
-// scope: after the statements below it changed them, however the change ends.
-class ForgetRowsOnExit {
- public:
-  ForgetRowsOnExit(ChunkRowCache* rows, uint64_t ino, std::optional<uint64_t> index)
-      : rows_(rows), ino_(ino), index_(index) {}
-  ~ForgetRowsOnExit() { index_ ? rows_->Forget(ino_, *index_) : rows_->ForgetInode(ino_); }
-  ForgetRowsOnExit(const ForgetRowsOnExit&) = delete;
-  ForgetRowsOnExit& operator=(const ForgetRowsOnExit&) = delete;
-
- private:
-  ChunkRowCache* rows_;
-  uint64_t ino_;
-  std::optional<uint64_t> index_;
-};
-
 }  // namespace
-
-#define PREP(var, sql)                                     \
-  ASSIGN_OR_RETURN(sqlite3_stmt* var##_raw, Prepare(sql)); \
-  Stmt var(var##_raw)
-
-#define STEP_DONE(stmt, what)                                \
-  do {                                                       \
-    if ((stmt).Step() != SQLITE_DONE) return SqlError(what); \
-  } while (0)
 
 Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path, uint32_t chunk_size,
                                                    bool create, bool read_only) {
@@ -580,58 +511,6 @@ Status MetaStore::ApplyRename(const Op& op) {
   return Status::OK();
 }
 
-Status MetaStore::AddStored(uint64_t ino, uint64_t segment, int64_t delta) {
-  if (delta == 0) return Status::OK();
-  {
-    PREP(q, "UPDATE inodes SET stored = stored + ? WHERE ino = ?");
-    q.Bind(1, delta).Bind(2, ino);
-    STEP_DONE(q, "update stored bytes");
-  }
-  PREP(s,
-       "INSERT INTO segments(id, live_bytes) VALUES(?1, ?2) "
-       "ON CONFLICT(id) DO UPDATE SET live_bytes = live_bytes + ?2");
-  s.Bind(1, segment).Bind(2, delta);
-  STEP_DONE(s, "update segment live bytes");
-  totals_.stored_bytes = static_cast<uint64_t>(static_cast<int64_t>(totals_.stored_bytes) + delta);
-  return Status::OK();
-}
-
-Status MetaStore::TruncateChunks(uint64_t ino, uint64_t size) {
-  ForgetRowsOnExit forget(rows_.get(), ino, std::nullopt);
-  uint64_t first_dead = (size + chunk_size_ - 1) / chunk_size_;
-  {
-    PREP(q,
-         "SELECT segment, stored_len FROM chunks WHERE ino = ?1 AND idx >= ?2 UNION ALL "
-         "SELECT segment, stored_len FROM patches WHERE ino = ?1 AND idx >= ?2");
-    q.Bind(1, ino).Bind(2, first_dead);
-    std::vector<std::pair<uint64_t, int64_t>> dead;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) dead.emplace_back(q.Int(0), q.Int(1));
-    if (rc != SQLITE_DONE) return SqlError("list truncated chunks");
-    for (auto& [seg, len] : dead) RETURN_IF_ERROR(AddStored(ino, seg, -len));
-  }
-  {
-    PREP(d, "DELETE FROM chunks WHERE ino = ? AND idx >= ?");
-    d.Bind(1, ino).Bind(2, first_dead);
-    STEP_DONE(d, "delete truncated chunks");
-  }
-  {
-    PREP(d, "DELETE FROM patches WHERE ino = ? AND idx >= ?");
-    d.Bind(1, ino).Bind(2, first_dead);
-    STEP_DONE(d, "delete truncated patches");
-  }
-  // A chunk cut in the middle keeps its stored bytes (and patches); only its logical length
-  // shrinks, so the cut-off tail reads as zeros if the file grows again. A patch is never
-  // written over a shortened chunk (the next write rewrites it whole), so none can bring the
-  // cut-off bytes back.
-  if (size % chunk_size_ != 0) {
-    PREP(c, "UPDATE chunks SET logical_len = MIN(logical_len, ?) WHERE ino = ? AND idx = ?");
-    c.Bind(1, static_cast<uint64_t>(size % chunk_size_)).Bind(2, ino).Bind(3, size / chunk_size_);
-    STEP_DONE(c, "shorten chunk");
-  }
-  return Status::OK();
-}
-
 Status MetaStore::ApplySetAttr(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::Corruption("setattr of missing inode " + std::to_string(op.ino));
@@ -651,169 +530,6 @@ Status MetaStore::ApplySetAttr(const Op& op) {
   q.Bind(6, r.mtime).Bind(7, r.ctime).Bind(8, op.ino);
   STEP_DONE(q, "setattr");
   return Status::OK();
-}
-
-Status MetaStore::ApplyChunk(const Op& op) {
-  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
-  if (!inode) return Status::Corruption("chunk of missing inode " + std::to_string(op.ino));
-  ForgetRowsOnExit forget(rows_.get(), op.ino, op.chunk_index);
-  ASSIGN_OR_RETURN(auto old, GetChunk(op.ino, op.chunk_index));
-  if (old) RETURN_IF_ERROR(AddStored(op.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
-  if (old && old->patches > 0) {  // the whole chunk again: its patches are dead
-    ASSIGN_OR_RETURN(auto patches, ListPatches(op.ino, op.chunk_index));
-    for (const auto& p : patches)
-      RETURN_IF_ERROR(AddStored(op.ino, p.segment, -static_cast<int64_t>(p.stored_len)));
-    PREP(d, "DELETE FROM patches WHERE ino = ? AND idx = ?");
-    d.Bind(1, op.ino).Bind(2, op.chunk_index);
-    STEP_DONE(d, "delete patches");
-  }
-  {
-    PREP(q,
-         "INSERT OR REPLACE INTO chunks(ino, idx, segment, offset, stored_len, logical_len, "
-         "version, patches) VALUES(?,?,?,?,?,?,?,0)");
-    q.Bind(1, op.ino).Bind(2, op.chunk_index).Bind(3, op.segment).Bind(4, op.offset);
-    q.Bind(5, op.stored_len).Bind(6, op.logical_len).Bind(7, op.version);
-    STEP_DONE(q, "store chunk");
-  }
-  RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
-  return GrowFromChunk(op);
-}
-
-Status MetaStore::ApplyPatch(const Op& op) {
-  ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
-  if (!inode) return Status::Corruption("patch of missing inode " + std::to_string(op.ino));
-  ForgetRowsOnExit forget(rows_.get(), op.ino, op.chunk_index);
-  ASSIGN_OR_RETURN(auto base, GetChunk(op.ino, op.chunk_index));
-  if (!base)
-    return Status::Corruption("patch of inode " + std::to_string(op.ino) + " chunk " +
-                              std::to_string(op.chunk_index) + ", which has no stored chunk");
-  const uint32_t seq = base->patches + 1;
-  {
-    PREP(q,
-         "INSERT INTO patches(ino, idx, seq, segment, offset, stored_len, version) "
-         "VALUES(?,?,?,?,?,?,?)");
-    q.Bind(1, op.ino).Bind(2, op.chunk_index).Bind(3, seq).Bind(4, op.segment);
-    q.Bind(5, op.offset).Bind(6, op.stored_len).Bind(7, op.version);
-    STEP_DONE(q, "store patch");
-  }
-  {
-    PREP(u,
-         "UPDATE chunks SET patches = ?, logical_len = MAX(logical_len, ?) "
-         "WHERE ino = ? AND idx = ?");
-    u.Bind(1, seq).Bind(2, op.logical_len).Bind(3, op.ino).Bind(4, op.chunk_index);
-    STEP_DONE(u, "count patch");
-  }
-  RETURN_IF_ERROR(AddStored(op.ino, op.segment, op.stored_len));
-  return GrowFromChunk(op);
-}
-
-Status MetaStore::GrowFromChunk(const Op& op) {
-  // Chunks of one file may be sealed in parallel and land in any order: writes only ever grow
-  // a file and move its mtime forward. Truncations and utimes are separate ops.
-  PREP(u,
-       "UPDATE inodes SET size = MAX(size, ?1), mtime = MAX(mtime, ?2), ctime = MAX(ctime, ?2) "
-       "WHERE ino = ?3");
-  u.Bind(1, op.size).Bind(2, op.mtime).Bind(3, op.ino);
-  STEP_DONE(u, "update size");
-  return Status::OK();
-}
-
-Status MetaStore::ApplySegmentState(const Op& op) {
-  auto state = static_cast<SegmentState>(op.flags);
-  if (state == SegmentState::kGone) {
-    PREP(q, "DELETE FROM segments WHERE id = ?");
-    q.Bind(1, op.segment);
-    STEP_DONE(q, "drop segment");
-    return Status::OK();
-  }
-  if (op.flags > static_cast<uint32_t>(SegmentState::kGone))
-    return Status::Corruption("segment " + std::to_string(op.segment) + ": unknown state " +
-                              std::to_string(op.flags));
-  PREP(q,
-       "INSERT INTO segments(id, live_bytes, tier, state, size) VALUES(?1, 0, ?2, ?3, ?4) "
-       "ON CONFLICT(id) DO UPDATE SET tier = ?2, state = ?3, size = MAX(size, ?4)");
-  q.Bind(1, op.segment).Bind(2, op.name).Bind(3, op.flags).Bind(4, op.size);
-  STEP_DONE(q, "set segment state");
-  if (op.segment >= kFirstPlacementSegment && op.segment >= next_placement_)
-    next_placement_ = op.segment + 1;
-  return Status::OK();
-}
-
-Status MetaStore::ApplyMoveChunks(const Op& op) {
-  std::vector<MoveEntry> entries;
-  RETURN_IF_ERROR(DecodeMoveEntries(op.blob, &entries));
-  for (const MoveEntry& e : entries) {
-    ForgetRowsOnExit forget(rows_.get(), e.ino, e.index);
-    ASSIGN_OR_RETURN(auto old, GetChunk(e.ino, e.index));
-    if (old && old->version != e.version && old->patches > 0) {
-      // Not the chunk itself: one of its patches (versions are unique), if still there.
-      ASSIGN_OR_RETURN(auto patches, ListPatches(e.ino, e.index));
-      for (const auto& p : patches) {
-        if (p.version != e.version || p.stored_len != e.stored_len) continue;
-        RETURN_IF_ERROR(AddStored(e.ino, p.segment, -static_cast<int64_t>(p.stored_len)));
-        PREP(q, "UPDATE patches SET segment = ?, offset = ? WHERE ino = ? AND idx = ? AND seq = ?");
-        q.Bind(1, op.segment).Bind(2, e.offset).Bind(3, e.ino).Bind(4, e.index);
-        q.Bind(5, p.patches);
-        STEP_DONE(q, "move patch");
-        RETURN_IF_ERROR(AddStored(e.ino, op.segment, e.stored_len));
-      }
-      continue;
-    }
-    // Rewritten, truncated or deleted since it was copied: the copy is dead weight.
-    if (!old || old->version != e.version || old->stored_len != e.stored_len) continue;
-    RETURN_IF_ERROR(AddStored(e.ino, old->segment, -static_cast<int64_t>(old->stored_len)));
-    PREP(q, "UPDATE chunks SET segment = ?, offset = ? WHERE ino = ? AND idx = ?");
-    q.Bind(1, op.segment).Bind(2, e.offset).Bind(3, e.ino).Bind(4, e.index);
-    STEP_DONE(q, "move chunk");
-    RETURN_IF_ERROR(AddStored(e.ino, op.segment, e.stored_len));
-  }
-  PREP(s, "UPDATE segments SET state = 0, size = ? WHERE id = ?");
-  s.Bind(1, op.size).Bind(2, op.segment);
-  STEP_DONE(s, "mark segment live");
-  return Status::OK();
-}
-
-Result<std::vector<SegmentRow>> MetaStore::ListSegments() {
-  PREP(q, "SELECT id, tier, state, live_bytes, size FROM segments ORDER BY id");
-  std::vector<SegmentRow> out;
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    SegmentRow r;
-    r.id = static_cast<uint64_t>(q.Int(0));
-    r.tier = q.Blob(1);
-    r.state = static_cast<SegmentState>(q.Int(2));
-    r.live_bytes = static_cast<uint64_t>(q.Int(3));
-    r.size = static_cast<uint64_t>(q.Int(4));
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return SqlError("list segments");
-  return out;
-}
-
-Result<std::vector<ChunkRow>> MetaStore::ListPatches(uint64_t ino, std::optional<uint64_t> index) {
-  std::vector<ChunkRow> out;
-  int rc;
-  if (index) {
-    PREP(q, "SELECT " PATCH_COLUMNS " FROM patches WHERE ino = ? AND idx = ? ORDER BY seq");
-    q.Bind(1, ino).Bind(2, *index);
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
-  } else {
-    PREP(q, "SELECT " PATCH_COLUMNS " FROM patches WHERE ino = ? ORDER BY idx, seq");
-    q.Bind(1, ino);
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
-  }
-  if (rc != SQLITE_DONE) return SqlError("list patches");
-  return out;
-}
-
-Result<std::vector<ChunkRow>> MetaStore::ListChunks(uint64_t ino) {
-  PREP(q, "SELECT " CHUNK_COLUMNS " FROM chunks WHERE ino = ? ORDER BY idx");
-  q.Bind(1, ino);
-  std::vector<ChunkRow> out;
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadChunkRow(q));
-  if (rc != SQLITE_DONE) return SqlError("list chunks");
-  return out;
 }
 
 Status MetaStore::ApplyDeleteInode(const Op& op) {
@@ -878,14 +594,6 @@ Result<std::vector<EntryRow>> MetaStore::ListEntries(uint64_t parent, uint64_t a
   return out;
 }
 
-Result<bool> MetaStore::HasChunks() {
-  PREP(q, "SELECT 1 FROM chunks LIMIT 1");
-  int rc = q.Step();
-  if (rc == SQLITE_ROW) return true;
-  if (rc != SQLITE_DONE) return SqlError("look for chunks");
-  return false;
-}
-
 Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
   PREP(q, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1");
   q.Bind(1, ino);
@@ -893,23 +601,6 @@ Result<bool> MetaStore::DirIsEmpty(uint64_t ino) {
   if (rc == SQLITE_ROW) return false;
   if (rc != SQLITE_DONE) return SqlError("check empty directory");
   return true;
-}
-
-size_t MetaStore::cached_chunk_rows() const { return rows_->size(); }
-
-Result<std::optional<ChunkRow>> MetaStore::GetChunk(uint64_t ino, uint64_t index) {
-  std::optional<ChunkRow> row;
-  if (rows_->Find(ino, index, &row)) return row;
-  PREP(q, "SELECT " CHUNK_COLUMNS " FROM chunks WHERE ino = ? AND idx = ?");
-  q.Bind(1, ino).Bind(2, index);
-  int rc = q.Step();
-  if (rc == SQLITE_ROW) {
-    row = ReadChunkRow(q);
-  } else if (rc != SQLITE_DONE) {
-    return SqlError("read chunk map");
-  }
-  rows_->Put(ino, index, row);
-  return row;
 }
 
 Result<std::optional<std::string>> MetaStore::GetXattr(uint64_t ino, const std::string& name) {
