@@ -57,6 +57,7 @@ Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
       f->mtime = row->mtime;
     }
     f->open_count++;
+    if (writable) f->writers++;
     fh = next_fh_++;
     handles_[fh] = Handle{ino, flags};
   }
@@ -434,8 +435,11 @@ Status Filesystem::Release(uint64_t ino, uint64_t fh) {
     s = FlushAll(ino, f, fl);
   }
   std::lock_guard<std::mutex> l(mu_);
-  handles_.erase(fh);
+  auto h = handles_.find(fh);
+  const bool writable = h != handles_.end() && (h->second.flags & O_ACCMODE) != O_RDONLY;
+  if (h != handles_.end()) handles_.erase(h);
   auto it = open_.find(ino);
+  if (it != open_.end() && writable) it->second->writers--;
   if (it != open_.end() && --it->second->open_count == 0) {
     open_.erase(it);
     if (!read_only_ && CheckWritable().ok()) {

@@ -225,6 +225,7 @@ class Filesystem {
   struct OpenInode {
     std::mutex mu;       // guards everything below except open_count and the atomics' reads
     int open_count = 0;  // guarded by Filesystem::mu_
+    int writers = 0;     // handles open for writing (guarded by Filesystem::mu_)
     // Written under mu; read without it by GetAttr (which holds Filesystem::mu_ and so cannot
     // take this lock).
     std::atomic<uint64_t> size{0};  // the file size programs see

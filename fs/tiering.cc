@@ -287,6 +287,14 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
             to = rule->to;
           }
         }
+        if (!to.empty() && !o.dry_run) {
+          std::lock_guard<std::mutex> l(mu_);
+          auto open = open_.find(ino);
+          if (open != open_.end() && open->second->writers > 0) {
+            ++report.files_busy;
+            to.clear();  // its chunks in a segment being compacted still move
+          }
+        }
         if (to.empty() && !compacting) continue;
         if (o.dry_run) {
           tick("scanning", false);

@@ -60,6 +60,9 @@ struct MigrateReport {
   std::vector<RuleCount> rules;  // in policy order
   uint64_t files_moved = 0;
   uint64_t bytes_moved = 0;
+  // Files a rule selected that were open for writing: left for a later pass, as a file being
+  // written is not cold (and its head would go to the tier while its tail is written hot).
+  uint64_t files_busy = 0;
   uint64_t segments_written = 0;
   uint64_t segments_deleted = 0;  // emptied placement segments removed from their tier
   // Compaction: segments below compact_below whose live chunks were rewritten (dry run:

@@ -51,12 +51,12 @@ std::string ToJson(const MigrateReport& r) {
   for (const auto& e : r.errors) errors += (errors.empty() ? "" : ",") + JsonString(e);
   return fmt::format(
       R"({{"dry_run":{},"files_scanned":{},"rules":[{}],"files_moved":{},"bytes_moved":{},)"
-      R"("segments_written":{},"segments_deleted":{},"segments_rolled_back":{},)"
+      R"("files_busy":{},"segments_written":{},"segments_deleted":{},"segments_rolled_back":{},)"
       R"("segments_compacted":{},"bytes_compacted":{},"journal_segments_freed":{},)"
       R"("bytes_freed":{},"errors":[{}],"elapsed_ms":{}}})",
-      r.dry_run, r.files_scanned, rules, r.files_moved, r.bytes_moved, r.segments_written,
-      r.segments_deleted, r.segments_rolled_back, r.segments_compacted, r.bytes_compacted,
-      r.journal_segments_freed, r.bytes_freed, errors, r.elapsed_ms);
+      r.dry_run, r.files_scanned, rules, r.files_moved, r.bytes_moved, r.files_busy,
+      r.segments_written, r.segments_deleted, r.segments_rolled_back, r.segments_compacted,
+      r.bytes_compacted, r.journal_segments_freed, r.bytes_freed, errors, r.elapsed_ms);
 }
 
 std::string ToText(const MigrateReport& r) {
@@ -78,6 +78,8 @@ std::string ToText(const MigrateReport& r) {
     if (r.segments_rolled_back)
       o += fmt::format("; rolled back {} unfinished uploads", r.segments_rolled_back);
     o += "\n";
+    if (r.files_busy)
+      o += fmt::format("left {} files open for writing for a later pass\n", r.files_busy);
     if (r.segments_compacted || r.bytes_freed)
       o += fmt::format("compacted {} segments ({} rewritten); freed {} ({} journal segments)\n",
                        r.segments_compacted, HumanBytes(r.bytes_compacted),

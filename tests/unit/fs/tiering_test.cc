@@ -349,6 +349,27 @@ TEST_F(TieringTest, TierDownFailsColdReadsOnlyAndMigrationResumes) {
   EXPECT_EQ(*ReadAll(a_), a_data_);
 }
 
+TEST_F(TieringTest, FilesOpenForWritingWaitForALaterPass) {
+  Populate();
+  auto writer = fs_->Open(a_, O_WRONLY);
+  auto reader = fs_->Open(b_, O_RDONLY);
+  ASSERT_TRUE(writer.ok() && reader.ok());
+  MigrateReport r = MustMigrate();
+  EXPECT_EQ(r.rules[0].files, 2u);  // both match the rule ...
+  EXPECT_EQ(r.files_busy, 1u);      // ... the one being written stays hot
+  EXPECT_EQ(r.files_moved, 1u);
+  EXPECT_NE(ToText(r).find("left 1 files open for writing"), std::string::npos);
+  EXPECT_NE(ToJson(r).find("\"files_busy\":1"), std::string::npos);
+  ASSERT_TRUE(fs_->Release(a_, *writer).ok());
+  r = MustMigrate();  // closed: it moves now
+  EXPECT_EQ(r.files_busy, 0u);
+  EXPECT_EQ(r.files_moved, 1u);
+  ASSERT_TRUE(fs_->Release(b_, *reader).ok());
+  EXPECT_EQ(MustMigrate().files_moved, 0u);
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  EXPECT_EQ(*ReadAll(b_), b_data_);
+}
+
 TEST_F(TieringTest, WritesToAMigratedFileGoHot) {
   Populate();
   MustMigrate();
