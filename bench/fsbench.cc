@@ -180,8 +180,9 @@ struct Options {
   std::string target = "dir";
   std::string hot;  // where the target keeps its bytes (stored-size accounting)
   std::string json_path;
-  std::string ready_file;  // pacsread: created when the timed part starts
-  std::string wait_file;   // pacsread: the timed part starts once this exists
+  std::string ready_file;   // pacsread: created when the timed part starts
+  std::string wait_file;    // pacsread: the timed part starts once this exists
+  std::string latency_log;  // pacsread: one line per file (start, latency, path)
   Kind kind = Kind::kCt;
   bool quick = false;
   bool drop_caches = true;
@@ -672,6 +673,7 @@ void PacsRead(const Options& o, const Reporter& rep) {
   std::atomic<size_t> next{0}, mismatches{0}, bytes{0};
   std::mutex mu;
   std::vector<double> lat;
+  std::vector<double> starts(files.size()), lats(files.size());
   double t0 = Now();
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < o.readers; t++)
@@ -681,11 +683,13 @@ void PacsRead(const Options& o, const Reporter& rep) {
       for (size_t i; (i = next++) < files.size();) {
         const PacsFile& f = files[i];
         double a = Now();
+        starts[i] = a - t0;
         int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) DieErrno("open", f.path);
         size_t n = ReadFull(fd, buf.data(), buf.size(), f.path);
         ::close(fd);
         mine.push_back(Now() - a);
+        lats[i] = mine.back();
         bytes += n;
         if (n != fb || (o.verify && std::memcmp(buf.data(), FileData(pool, f.index, fb), fb) != 0))
           mismatches++;
@@ -695,6 +699,14 @@ void PacsRead(const Options& o, const Reporter& rep) {
     });
   for (auto& th : threads) th.join();
   double secs = Now() - t0;
+  if (!o.latency_log.empty()) {  // where in the run the slow files were (bench/README.md)
+    FILE* lf = std::fopen(o.latency_log.c_str(), "w");
+    if (lf == nullptr) DieErrno("create", o.latency_log);
+    std::fprintf(lf, "# start_s latency_s path (start: seconds after the first open)\n");
+    for (size_t i = 0; i < files.size(); i++)
+      std::fprintf(lf, "%.6f %.6f %s\n", starts[i], lats[i], files[i].path.c_str());
+    std::fclose(lf);
+  }
   Percentiles p = Summarize(lat);
   Json j = rep.Begin("pacsread");
   j.Num("files", static_cast<double>(files.size())).Num("readers", o.readers);
@@ -821,6 +833,7 @@ void Meta(const Options& o, const Reporter& rep) {
       "  --ready-file PATH    pacsread: create PATH when the timed reads start\n"
       "  --first-study K      pacsread: read only studies K.. (default 0)\n"
       "  --wait-file PATH     pacsread: start the timed reads once PATH exists\n"
+      "  --latency-log PATH   pacsread: write each file's start and latency to PATH\n"
       "  --meta-dirs N --meta-files N   metadata tree (100 x 200; quick 50 x 100)\n"
       "  --no-drop-caches     do not drop the kernel caches before reads\n"
       "  --no-verify          check only the sizes reads return, not the bytes (a target that\n"
@@ -902,6 +915,8 @@ int Main(int argc, char** argv) {
       o.first_study = ParseCount(val());
     else if (a == "--wait-file")
       o.wait_file = val();
+    else if (a == "--latency-log")
+      o.latency_log = val();
     else if (a == "--meta-dirs")
       o.meta_dirs = ParseCount(val());
     else if (a == "--meta-files")
