@@ -189,6 +189,12 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   };
   fixed_at_mkfs("chunk_size", c.chunk_size_set, c.chunk_size, sb_.chunk_size);
   fixed_at_mkfs("segment_size", c.segment_size_set, c.segment_size, sb_.segment_size);
+  // The config checked dirty_limit against its own chunk_size; the chunks are the superblock's.
+  if (!read_only_ && c.dirty_limit_bytes < 4 * uint64_t{sb_.chunk_size})
+    return Status::InvalidArgument(fmt::format(
+        "{}: [cache] dirty_limit ({} bytes) must hold at least 4 chunks, and this filesystem "
+        "was made with {}-byte chunks",
+        c.source, c.dirty_limit_bytes, sb_.chunk_size));
   sb_.compression_level = c.compression_level;
   if (!read_only_) {
     // A new writer epoch, durable before the first seal: nonces never repeat.

@@ -246,6 +246,25 @@ TEST_F(LifecycleTest, ChunkSizeComesFromTheSuperblock) {
   EXPECT_NE(DaemonLog().find("chunk_size is 65536 but this filesystem was made with 131072"),
             std::string::npos)
       << DaemonLog();
+  // dirty_limit is checked against the superblock's chunks: 256 KiB is 4 chunks of the
+  // config's 64 KiB but 2 of this filesystem's. Refused, naming the key, and nothing changes.
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  std::string superblock;
+  ASSERT_TRUE(ReadWholeFile(hot() + "/superblock", &superblock));
+  extra_config_ = {"[cache]", "dirty_limit = \"256KiB\""};
+  ASSERT_NO_FATAL_FAILURE(WriteConfig());
+  auto a = ExpectMountRefused("a dirty_limit of 2 chunks");
+  if (!a) return;
+  EXPECT_NE(a->log.find("dirty_limit (262144 bytes) must hold at least 4 chunks"),
+            std::string::npos)
+      << a->log;
+  std::string after;
+  ASSERT_TRUE(ReadWholeFile(hot() + "/superblock", &after));
+  EXPECT_TRUE(after == superblock) << "a refused mount changed the superblock";
+  extra_config_.clear();
+  ASSERT_NO_FATAL_FAILURE(WriteConfig());
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ExpectProbe("with the default dirty_limit again");
 }
 
 TEST_F(LifecycleTest, WrongKeyIsRefused) {
