@@ -194,17 +194,27 @@ Status ApplyPatch(std::string_view plain, uint32_t logical_len, std::string* chu
   if (plain.size() < 4) return Status::Corruption("patch: no range table");
   const uint64_t n = DecodeFixed32(plain.data());
   if (plain.size() < 4 + 8 * n) return Status::Corruption("patch: range table cut short");
-  uint64_t at = 4 + 8 * n;
-  if (chunk->size() < logical_len) chunk->resize(logical_len);
+  // The whole table is checked before a byte of the chunk changes.
+  uint64_t end = 4 + 8 * n, prev_end = 0;
   for (uint64_t i = 0; i < n; i++) {
     const uint64_t off = DecodeFixed32(plain.data() + 4 + 8 * i);
     const uint64_t len = DecodeFixed32(plain.data() + 8 + 8 * i);
-    if (off + len > logical_len || at + len > plain.size())
-      return Status::Corruption("patch: a range lies outside the chunk or the record");
+    if (off + len > logical_len) return Status::Corruption("patch: a range lies outside the chunk");
+    if (off < prev_end) return Status::Corruption("patch: ranges not ascending and disjoint");
+    prev_end = off + len;
+    end += len;
+  }
+  if (end != plain.size())
+    return Status::Corruption(end < plain.size() ? "patch: bytes past its ranges"
+                                                 : "patch: range bytes cut short");
+  if (chunk->size() < logical_len) chunk->resize(logical_len);
+  uint64_t at = 4 + 8 * n;
+  for (uint64_t i = 0; i < n; i++) {
+    const uint64_t off = DecodeFixed32(plain.data() + 4 + 8 * i);
+    const uint64_t len = DecodeFixed32(plain.data() + 8 + 8 * i);
     std::memcpy(chunk->data() + off, plain.data() + at, len);
     at += len;
   }
-  if (at != plain.size()) return Status::Corruption("patch: bytes past its ranges");
   return Status::OK();
 }
 

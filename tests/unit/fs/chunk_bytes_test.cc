@@ -8,6 +8,10 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "base/coding.h"
 
 namespace strata::fs {
 namespace {
@@ -71,6 +75,41 @@ TEST(ChunkBytesTest, OneFramePerPlaneFromEarlierWritersStillDecodes) {
   EXPECT_EQ(back, chunk);
   EXPECT_FALSE(DecompressBody(body.substr(0, a), true, chunk.size(), &back).ok())
       << "a missing plane is corruption";
+}
+
+// A patch's plaintext applies its ranges; a table that breaks the format (out of the chunk,
+// out of order, overlapping, bytes missing or extra) is corruption and leaves the chunk as it was.
+TEST(ChunkBytesTest, PatchesApplyAndMalformedTablesAreCorruption) {
+  std::string data(64, '\0');
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>('A' + i % 26);
+  const std::string patch = EncodePatch({{2, 5}, {10, 12}}, data);
+  std::string chunk(32, '.');
+  ASSERT_TRUE(ApplyPatch(patch, 32, &chunk).ok());
+  EXPECT_EQ(chunk, std::string("..CDE.....KL") + std::string(20, '.'));
+
+  auto table = [](std::vector<std::pair<uint32_t, uint32_t>> ranges, size_t bytes) {
+    std::string p;
+    PutFixed32(&p, static_cast<uint32_t>(ranges.size()));
+    for (auto [off, len] : ranges) {
+      PutFixed32(&p, off);
+      PutFixed32(&p, len);
+    }
+    return p + std::string(bytes, 'x');
+  };
+  const struct {
+    const char* what;
+    std::string plain;
+  } bad[] = {
+      {"outside the chunk", table({{30, 4}}, 4)},    {"descending", table({{10, 2}, {2, 3}}, 5)},
+      {"overlapping", table({{2, 5}, {6, 2}}, 7)},   {"bytes cut short", table({{2, 5}}, 4)},
+      {"bytes past its ranges", table({{2, 5}}, 6)}, {"no table", std::string(3, '\0')},
+  };
+  for (const auto& b : bad) {
+    std::string before(32, '.'), c = before;
+    Status s = ApplyPatch(b.plain, 32, &c);
+    EXPECT_TRUE(s.IsCorruption()) << b.what << ": " << s.ToString();
+    EXPECT_EQ(c, before) << b.what << ": the chunk changed";
+  }
 }
 
 }  // namespace
