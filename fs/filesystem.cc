@@ -265,6 +265,8 @@ Status Filesystem::Start() {
   // cache fills at the pace of the reads).
   if (memory_ && reserve_memory_)
     memory_->StartReserving(std::min(config_.chunk_cache_bytes, kReserveBytes));
+  read_helper_threads_ = std::max(2u, std::thread::hardware_concurrency());
+  read_helpers_ = std::make_unique<WorkerPool>(read_helper_threads_);
   if (read_only_) {
     StartTiering();  // cold readers only
     return Status::OK();
@@ -326,6 +328,7 @@ Status Filesystem::Shutdown() {
   }
   committer_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
+  read_helpers_.reset();  // the session has stopped: no read is in flight
   if (!meta_ || !journal_) return Status::OK();
   Status first;
   if (!read_only_) {

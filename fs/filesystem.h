@@ -404,6 +404,11 @@ class Filesystem {
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<RecordCodec> codec_;
   std::unique_ptr<WorkerPool> sealers_;
+  // Decode a READ's other chunks while its FUSE thread decodes one (WorkerPool::RunWithHelp),
+  // when fewer reads than helpers are decoding stored chunks (reads_decoding_).
+  std::unique_ptr<WorkerPool> read_helpers_;
+  unsigned read_helper_threads_ = 0;
+  std::atomic<unsigned> reads_decoding_{0};
   uint64_t replayed_from_ = 0, replayed_records_ = 0;
 
   std::mutex mu_;  // metadata: meta_, lookups_, open_, handles_

@@ -3,7 +3,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <memory>
 
 namespace strata::fs {
 
@@ -35,6 +38,35 @@ void WorkerPool::Submit(std::function<void()> job) {
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
+}
+
+void WorkerPool::RunWithHelp(size_t n, const std::function<void(size_t)>& fn) {
+  struct Shared {
+    std::atomic<size_t> next{0};
+    size_t n = 0;
+    const std::function<void(size_t)>* fn = nullptr;  // valid while some index is unfinished
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;  // guarded by mu
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->n = n;
+  shared->fn = &fn;
+  // An offer that runs after the caller took the last index never touches fn (nor the caller's
+  // data): it only sees next >= n.
+  auto work = [](Shared& s) {
+    size_t mine = 0;
+    for (size_t i; (i = s.next.fetch_add(1)) < s.n; mine++) (*s.fn)(i);
+    if (mine == 0) return;
+    std::lock_guard<std::mutex> l(s.mu);
+    s.done += mine;
+    if (s.done == s.n) s.cv.notify_all();
+  };
+  const size_t offers = n == 0 ? 0 : std::min(n - 1, threads_.size());
+  for (size_t k = 0; k < offers; k++) Submit([shared, work] { work(*shared); });
+  work(*shared);
+  std::unique_lock<std::mutex> l(shared->mu);
+  shared->cv.wait(l, [&] { return shared->done == n; });
 }
 
 void WorkerPool::Loop(int nice) {

@@ -29,6 +29,12 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   void Submit(std::function<void()> job);
+  // Runs fn(0) .. fn(n - 1) and returns when all have: on the calling thread, and on as many of
+  // the pool's threads as pick up an offer before the caller has taken every index. A busy
+  // pool costs nothing but the offers (they find no index left), so the caller is never slower
+  // than running them itself; an idle one splits the work across cores. fn runs concurrently
+  // with itself for different indexes.
+  void RunWithHelp(size_t n, const std::function<void(size_t)>& fn);
 
  private:
   void Loop(int nice);

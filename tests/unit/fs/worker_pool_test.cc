@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <thread>
+#include <vector>
 
 namespace strata::fs {
 namespace {
@@ -41,6 +43,60 @@ TEST(WorkerPoolTest, LowerThreadPriorityNeverRaisesIt) {
     LowerThreadPriority(lowered - 2);
     EXPECT_EQ(MyNice(), lowered);
   }).join();
+}
+
+TEST(WorkerPoolTest, RunWithHelpRunsEveryIndexOnceAndIdleThreadsJoinIn) {
+  WorkerPool pool(2);
+  std::vector<std::atomic<int>> runs(64);
+  std::atomic<int> inside{0};
+  std::atomic<bool> concurrent{false};
+  pool.RunWithHelp(runs.size(), [&](size_t i) {
+    runs[i]++;
+    // The first two indexes wait (bounded) for each other: only a helper can let them meet.
+    if (i < 2) {
+      inside++;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (inside.load() < 2 && std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+      concurrent = concurrent || inside.load() >= 2;
+    }
+  });
+  for (size_t i = 0; i < runs.size(); i++) EXPECT_EQ(runs[i].load(), 1) << "index " << i;
+  EXPECT_TRUE(concurrent.load()) << "no pool thread helped an idle pool's caller";
+}
+
+TEST(WorkerPoolTest, RunWithHelpFinishesOnTheCallerWhenThePoolIsBusy) {
+  WorkerPool pool(1);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  pool.Submit([gate] { gate.wait(); });  // the pool's only thread is busy
+  std::vector<std::thread::id> by(8);
+  {
+    std::vector<int> local(8, 0);  // the caller's data, gone before the offers run
+    pool.RunWithHelp(by.size(), [&](size_t i) {
+      by[i] = std::this_thread::get_id();
+      local[i] = 1;
+    });
+    EXPECT_EQ(std::count(local.begin(), local.end(), 1), 8);
+  }
+  for (const auto& id : by) EXPECT_EQ(id, std::this_thread::get_id());
+  release.set_value();  // the stale offer runs now and must find nothing to do
+}
+
+TEST(WorkerPoolTest, RunWithHelpFromManyCallersAtOnce) {
+  WorkerPool pool(2);
+  std::vector<std::thread> callers;
+  std::atomic<int> total{0};
+  for (int t = 0; t < 8; t++)
+    callers.emplace_back([&] {
+      for (int round = 0; round < 50; round++) {
+        std::vector<int> seen(16, 0);
+        pool.RunWithHelp(seen.size(), [&](size_t i) { seen[i]++; });
+        for (int v : seen) total += v == 1 ? 1 : 1000;
+      }
+    });
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(total.load(), 8 * 50 * 16);
 }
 
 }  // namespace
