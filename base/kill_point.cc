@@ -5,10 +5,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace strata {
 
+namespace {
+std::function<void(const char*)>& Hook() {
+  static std::function<void(const char*)> hook;
+  return hook;
+}
+}  // namespace
+
+void SetKillPointHook(std::function<void(const char* name)> hook) { Hook() = std::move(hook); }
+
 void KillPointHit(const char* name) {
+  if (Hook()) Hook()(name);
   // Read every time (kill points sit on rare protocol steps): a forked test child sets it.
   const char* target = std::getenv("STRATA_KILL_AT");
   if (target == nullptr) return;

@@ -7,8 +7,14 @@
 // release build KILL_POINT expands to nothing.
 #pragma once
 
+#include <functional>
+
 namespace strata {
 void KillPointHit(const char* name);
+// Tests: `hook` runs at every kill point reached (before the STRATA_KILL_AT check), e.g. to
+// make the Env fail from a given protocol step on. Set it while no kill point can run; an
+// empty function removes it.
+void SetKillPointHook(std::function<void(const char* name)> hook);
 }  // namespace strata
 
 #ifdef STRATA_KILL_POINTS

@@ -22,6 +22,9 @@ using internal::kHot;
 
 // Removes a placement segment that no chunk points at: object first, then the row.
 Status Filesystem::DeletePlacement(uint64_t segment, const std::string& tier) {
+  // Not while the journal or the database has failed: the deletion could not be recorded, and
+  // what the database says points at the segment may be behind the journal.
+  RETURN_IF_ERROR(CheckWritable());
   auto it = tiers_.find(tier);
   if (it == tiers_.end())
     return Status::Unavailable("tier '" + tier + "' is not configured; segment kept");

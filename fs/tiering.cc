@@ -547,6 +547,7 @@ Status Filesystem::FinishBuilder(Builder* b) {
   const uint64_t id = seg->id();
   const std::string key = SegmentKey(id);
   tiering::Tier* tier = tiers_.at(b->tier).get();
+  bool move_logged = false;  // the kMoveChunks record may be in the journal
   Status s = [&]() -> Status {
     // Step 2: the segment, complete and durable locally.
     ASSIGN_OR_RETURN(uint64_t size, seg->Finish());
@@ -571,6 +572,7 @@ Status Filesystem::FinishBuilder(Builder* b) {
       op.segment = id;
       op.size = size;
       op.blob = meta::EncodeMoveEntries(b->entries);
+      move_logged = true;
       RETURN_IF_ERROR(LogLocked(op));
       placement_[id].size = size;
     }
@@ -588,6 +590,15 @@ Status Filesystem::FinishBuilder(Builder* b) {
   b->entries.clear();
   b->pending_files.clear();
   b->pending_bytes = b->pending_compacted = 0;
+  if (!s.ok() && move_logged) {
+    // The move may be durable although its commit failed (a full disk under the database, a
+    // journal sync error after the write): a replay would point the files at this segment. It
+    // stays; the next pass, after the remount's replay, deletes it only if no chunk points at
+    // it (RecoverPlacements).
+    log::Error("filesystem {}: segment {:x} on tier {} kept for the next pass to settle: {}",
+               sb_.name, id, b->tier, s.ToString());
+    return s.WithContext(fmt::format("migrating to tier {}", b->tier));
+  }
   if (!s.ok()) {
     // Roll back now if the tier lets us; otherwise the intent stays and the next pass does it.
     Status d = DeletePlacement(id, b->tier);

@@ -12,8 +12,10 @@
 #include <random>
 #include <thread>
 
+#include "base/kill_point.h"
 #include "fs/filesystem.h"
 #include "meta/meta_store.h"
+#include "tests/util/fault_env.h"
 
 namespace strata::fs {
 namespace {
@@ -368,6 +370,44 @@ TEST_F(TieringTest, FilesOpenForWritingWaitForALaterPass) {
   EXPECT_EQ(MustMigrate().files_moved, 0u);
   EXPECT_EQ(*ReadAll(a_), a_data_);
   EXPECT_EQ(*ReadAll(b_), b_data_);
+}
+
+// The journal's fdatasync fails at step 5, after the move record was written: the commit fails,
+// but the record may be durable and a replay points the files at the uploaded segment. The
+// segment must stay (it used to be deleted as a rollback, and the files read EIO after the
+// remount); the next pass, after the replay, finds it in use and keeps it.
+TEST_F(TieringTest, AMoveWhoseCommitFailedKeepsItsSegment) {
+#ifndef STRATA_KILL_POINTS
+  GTEST_SKIP() << "needs the kill points (dev and asan-ubsan presets)";
+#endif
+  Populate();
+  fs_.reset();
+  test::FaultEnv fault;
+  OpenOptions o;
+  o.background_tiering = false;
+  auto opened = Filesystem::Open(config_, &fault, o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  fs_ = std::move(opened).value();
+  SetKillPointHook([&](const char* name) {
+    if (std::string(name) == "migrate.verified") fault.SetFailSync(true);
+  });
+  auto r = fs_->Migrate({});
+  SetKillPointHook(nullptr);
+  EXPECT_TRUE(!r.ok() || !r->errors.empty()) << "the pass reported no failure";
+  EXPECT_EQ(TierFiles().size(), 1u) << "the uploaded segment was deleted";
+  fs_.reset();
+  fault.SetFailSync(false);
+  Reopen();  // replays the move record
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  EXPECT_EQ(*ReadAll(b_), b_data_);
+  MigrateReport again = MustMigrate();
+  EXPECT_TRUE(again.errors.empty());
+  EXPECT_EQ(again.segments_rolled_back, 0u);
+  EXPECT_EQ(TierFiles().size(), 1u);
+  Reopen();
+  EXPECT_EQ(*ReadAll(a_), a_data_);
+  EXPECT_EQ(*ReadAll(b_), b_data_);
+  EXPECT_EQ(*ReadAll(c_), c_data_);
 }
 
 TEST_F(TieringTest, WritesToAMigratedFileGoHot) {
