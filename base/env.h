@@ -72,6 +72,10 @@ class Env {
 // temp file, fdatasync, rename, fsync of the directory.
 Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data);
 Result<std::string> ReadWholeFile(Env* env, const std::string& path);
+// Creates the directory unless it exists, then fsyncs its parent: a directory that durable files
+// go into must survive a power loss itself. The parent is synced every time (cheap when nothing
+// changed), so a directory an earlier run made and crashed before syncing is covered too.
+Status CreateDirDurably(Env* env, const std::string& path, int mode = 0700);
 
 std::string DirName(const std::string& path);
 std::string JoinPath(const std::string& a, const std::string& b);

@@ -101,7 +101,10 @@ class PosixFile final : public File {
     int write_res = 0, sync_res = 0;
     for (int i = 0; i < 2; i++) {
       io_uring_cqe* cqe = nullptr;
-      int rc = io_uring_wait_cqe(r, &cqe);
+      int rc;
+      do {  // a signal interrupts the wait, not the write and sync in flight: wait again
+        rc = io_uring_wait_cqe(r, &cqe);
+      } while (rc == -EINTR);
       if (rc < 0) return ErrnoStatus("io_uring wait for", path_, -rc);
       (cqe->user_data == 1 ? write_res : sync_res) = cqe->res;
       io_uring_cqe_seen(r, cqe);
@@ -302,6 +305,11 @@ Status WriteFileAtomically(Env* env, const std::string& path, std::string_view d
     RETURN_IF_ERROR(f->Sync());
   }
   RETURN_IF_ERROR(env->RenameFile(tmp, path));
+  return env->SyncDir(DirName(path));
+}
+
+Status CreateDirDurably(Env* env, const std::string& path, int mode) {
+  RETURN_IF_ERROR(env->CreateDir(path, mode));
   return env->SyncDir(DirName(path));
 }
 

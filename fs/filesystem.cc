@@ -109,7 +109,9 @@ Status Filesystem::Mkfs(const Config& c, Env* env) {
   RETURN_IF_ERROR(journal->Append(journal::RecordType::kMeta, payload, &lsn, &loc));
   RETURN_IF_ERROR(journal->Sync(lsn));
   RETURN_IF_ERROR(meta->Apply(root, lsn));
-  RETURN_IF_ERROR(meta->Commit());
+  // Into meta.db and synced (WAL mode with synchronous=NORMAL syncs at checkpoints): the
+  // superblock below must never outlive a database without its schema.
+  RETURN_IF_ERROR(meta->Checkpoint());
   RETURN_IF_ERROR(env->SyncDir(c.hot_path));
   // The superblock is written last: its presence says mkfs completed.
   return WriteSuperblock(env, SuperblockPath(c), sb);

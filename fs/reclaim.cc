@@ -188,7 +188,8 @@ Result<uint64_t> Filesystem::LatestSnapshotLsn() {
 
 Result<uint64_t> Filesystem::WriteMetaSnapshot() {
   const std::string dir = internal::SnapshotDir(config_);
-  RETURN_IF_ERROR(env_->CreateDir(dir));
+  // Durable in <hot> before any journal segment the snapshot lets go is removed.
+  RETURN_IF_ERROR(CreateDirDurably(env_, dir));
   const std::string tmp = JoinPath(dir, "meta.db.tmp");
   env_->RemoveFile(tmp).IgnoreError();
   // A separate connection reads the committed state: meta_ needs no lock for this.

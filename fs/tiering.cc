@@ -103,8 +103,8 @@ Status Filesystem::OpenTiers() {
   read_cache_ = std::make_unique<ReadCache>(env_, ReadCacheDir(config_),
                                             read_only_ ? 0 : config_.read_cache_bytes);
   if (!read_only_) {
-    RETURN_IF_ERROR(env_->CreateDir(HotSegmentsDir(config_)));
-    RETURN_IF_ERROR(env_->CreateDir(StagingDir(config_)));
+    RETURN_IF_ERROR(CreateDirDurably(env_, HotSegmentsDir(config_)));
+    RETURN_IF_ERROR(CreateDirDurably(env_, StagingDir(config_)));
     // Staging files of a pass a crash interrupted: their intents roll back at the next pass.
     ASSIGN_OR_RETURN(auto staged, env_->ListDir(StagingDir(config_)));
     for (const auto& n : staged) env_->RemoveFile(JoinPath(StagingDir(config_), n)).IgnoreError();

@@ -74,10 +74,24 @@ class DirectoryTier final : public Tier {
 
   Status Delete(const std::string& key) override {
     RETURN_IF_ERROR(CheckKey(key));
-    Status s = env_->RemoveFile(Path(key));
-    if (s.IsNotFound()) return RootCheck("delete " + key);
-    if (!s.ok()) return Classify(s, "delete " + key);
-    return Classify(env_->SyncDir(DirName(Path(key))), "delete " + key);
+    const std::string path = Path(key), dir = DirName(path);
+    Status s = env_->RemoveFile(path);
+    if (s.IsNotFound()) {
+      RETURN_IF_ERROR(RootCheck("delete " + key));
+    } else if (!s.ok()) {
+      return Classify(s, "delete " + key);
+    }
+    bool removed = s.ok();
+    // Temp files of a put of this key that a crash interrupted (PutWith's names): the rollback
+    // of that upload deletes the key, and they go with it instead of leaking for ever.
+    if (auto names = env_->ListDir(dir); names.ok()) {
+      const std::string stem = path.substr(dir.size() + 1) + ".";
+      for (const std::string& n : *names)
+        if (n.starts_with(stem) && n.ends_with(kTmpSuffix))
+          removed = env_->RemoveFile(JoinPath(dir, n)).ok() || removed;
+    }
+    if (!removed) return Status::OK();
+    return Classify(env_->SyncDir(dir), "delete " + key);
   }
 
   Status List(const std::string& prefix, std::vector<ObjectInfo>* out) override {
@@ -130,7 +144,7 @@ class DirectoryTier final : public Tier {
   Status MakeParents(const std::string& key) {
     size_t p = 0;
     while ((p = key.find('/', p)) != std::string::npos) {
-      RETURN_IF_ERROR(env_->CreateDir(Path(key.substr(0, p)), 0750));
+      RETURN_IF_ERROR(CreateDirDurably(env_, Path(key.substr(0, p)), 0750));
       ++p;
     }
     return Status::OK();

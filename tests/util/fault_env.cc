@@ -1,6 +1,8 @@
 #include "tests/util/fault_env.h"
 
 #include <cerrno>
+#include <filesystem>
+#include <iterator>
 #include <random>
 
 namespace strata::test {
@@ -114,6 +116,17 @@ void FaultEnv::DropRandomUnsyncedData(uint64_t seed) {
 
 void FaultEnv::Drop(std::mt19937_64* rng) {
   std::lock_guard<std::mutex> l(mu_);
+  auto under = [](const std::string& path, const std::string& dir) {
+    return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+           path[dir.size()] == '/';
+  };
+  for (const std::string& d : unsynced_dirs_) {
+    std::error_code ec;
+    std::filesystem::remove_all(d, ec);  // the directory's entry never reached the disk
+    for (auto it = files_.begin(); it != files_.end();)
+      it = under(it->first, d) ? files_.erase(it) : std::next(it);
+  }
+  unsynced_dirs_.clear();
   for (auto it = files_.begin(); it != files_.end();) {
     const std::string& path = it->first;
     if (!it->second.dir_entry_synced) {
@@ -165,6 +178,8 @@ Status FaultEnv::SyncDir(const std::string& dir) {
   for (auto& [path, st] : files_) {
     if (NormalizeDir(DirName(path)) == d) st.dir_entry_synced = true;
   }
+  for (auto it = unsynced_dirs_.begin(); it != unsynced_dirs_.end();)
+    it = NormalizeDir(DirName(*it)) == d ? unsynced_dirs_.erase(it) : std::next(it);
   return Status::OK();
 }
 
@@ -188,7 +203,15 @@ Status FaultEnv::RemoveFile(const std::string& path) {
 }
 
 Status FaultEnv::CreateDir(const std::string& path, int mode) {
-  return base_->CreateDir(path, mode);
+  ASSIGN_OR_RETURN(bool existed, base_->FileExists(path));
+  RETURN_IF_ERROR(base_->CreateDir(path, mode));
+  if (!existed) {
+    std::lock_guard<std::mutex> l(mu_);
+    std::string p = path;
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    unsynced_dirs_.insert(p);
+  }
+  return Status::OK();
 }
 Result<bool> FaultEnv::FileExists(const std::string& path) { return base_->FileExists(path); }
 Result<std::vector<std::string>> FaultEnv::ListDir(const std::string& path) {

@@ -3,8 +3,9 @@
 //
 // - Per file it remembers the size at the last successful Sync/WriteAndSync. DropUnsyncedData()
 //   is a power loss: every file goes back to that size (writes are assumed to be appends), and
-//   files created since the last SyncDir of their directory disappear. Close every File (and
-//   whatever owns them) first.
+//   files created since the last SyncDir of their directory disappear, as do directories made
+//   through CreateDir since the last SyncDir of their parent (with all they hold). Close every
+//   File (and whatever owns them) first.
 // - SetFailSync(true): every Sync, WriteAndSync and SyncDir fails with IOError(EIO). A failed
 //   WriteAndSync still writes its data (it is simply not durable).
 // - SetFailWrites(true): every Write and WriteAndSync fails with IOError(EIO), writing nothing.
@@ -22,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,7 @@ class FaultEnv final : public Env {
 
   std::mutex mu_;
   std::map<std::string, FileState> files_;  // GUARDED_BY(mu_)
+  std::set<std::string> unsynced_dirs_;     // made here, parent not synced since (GUARDED_BY)
   bool space_limited_ = false;              // GUARDED_BY(mu_)
   uint64_t space_left_ = 0;                 // GUARDED_BY(mu_)
 };

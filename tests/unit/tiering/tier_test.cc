@@ -2,10 +2,12 @@
 // directory tier does (temp files, a share that goes away).
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "base/env.h"
 #include "tests/unit/tiering/tier_suite.h"
+#include "tests/util/fault_env.h"
 #include "tests/util/memory_tier.h"
 #include "tiering/directory_tier.h"
 
@@ -68,6 +70,44 @@ TEST_F(DirectoryTierTest, AMissingRootIsAnOutageNotALostObject) {
 TEST_F(DirectoryTierTest, BadKeysAreRefused) {
   for (std::string k : {"", "/abs", "a/../b", "a//b", "dir/", "x.strata-tmp"})
     EXPECT_TRUE(tier_->Put(k, "x").IsInvalidArgument()) << k;
+}
+
+// A put that a crash cut short leaves a temp file; the rollback deletes the key (which may not
+// exist yet), and the temp files of that key go with it: no space leaks on a tier.
+TEST_F(DirectoryTierTest, DeletingAKeyRemovesTheTempFilesOfItsInterruptedPuts) {
+  ASSERT_TRUE(tier_->Put("seg/kept", "other").ok());
+  auto touch = [&](const std::string& name) {
+    std::FILE* f = std::fopen((dir_ + "/tier/seg/" + name).c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("partial", f);
+    std::fclose(f);
+  };
+  touch("a.1-1.strata-tmp");
+  touch("a.2-7.strata-tmp");
+  touch("kept.3-1.strata-tmp");
+  EXPECT_TRUE(tier_->Delete("seg/a").ok());  // never uploaded: only its temp files
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/tier/seg/a.1-1.strata-tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/tier/seg/a.2-7.strata-tmp"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/tier/seg/kept.3-1.strata-tmp"));  // another key's
+  std::string out;
+  EXPECT_TRUE(tier_->Get("seg/kept", 0, 5, &out).ok());
+  EXPECT_TRUE(tier_->Delete("seg/kept").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/tier/seg/kept.3-1.strata-tmp"));
+  EXPECT_TRUE(tier_->Delete("seg/never").ok());  // nothing at all: still fine
+}
+
+// A put is durable with the directories it made for its key: after a power loss that drops
+// unsynced data and directory entries, the object is there.
+TEST_F(DirectoryTierTest, APutSurvivesAPowerLossWithTheDirectoriesItMade) {
+  strata::test::FaultEnv fault;
+  auto t = OpenDirectoryTier(&fault, {"archive", dir_ + "/tier"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_TRUE((*t)->Put("fs-uuid/00a/10000000005.seg", "segment bytes").ok());
+  fault.DropUnsyncedData();
+  std::string out;
+  Status s = (*t)->Get("fs-uuid/00a/10000000005.seg", 0, 13, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, "segment bytes");
 }
 
 TEST_F(DirectoryTierTest, NoTempFilesAreLeftOrListed) {
