@@ -305,7 +305,12 @@ Status Filesystem::SyncAndCommitLocked() {
   // The database must never run ahead of the durable journal: sync first, then commit.
   Status s = journal_->Sync(last);
   if (!s.ok()) {
-    meta_->Rollback();
+    // The journal has failed for good (its errors are sticky). The open transaction stays
+    // open and is never committed: reads keep seeing what was written and acknowledged (a
+    // rollback made them serve the older state with no error), nothing more is written, and
+    // a remount replays what reached the journal.
+    failed_ = Status::Aborted("journal sync failed: " + s.ToString() + "; remount");
+    log::Error("filesystem {}: {}", sb_.name, failed_.ToString());
     return s;
   }
   s = meta_->Commit();
