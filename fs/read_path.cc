@@ -240,21 +240,22 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   }
   bool cold = false;  // some of it is on a cold tier
   // Parts served whole by their stored chunk (a 512 KiB READ is 8 chunks of 64 KiB) are decoded
-  // in parallel when fewer reads than cores are decoding: one file's read, or a sequential
-  // reader's, then uses every core. Under more reads every core has one already, and handing
-  // chunks around only adds switches (32 PACS readers lost ~5% with it). Not for a read that
-  // may wait on a cold tier: that fetch would hold a helper for the tier's timeout.
+  // in parallel when fewer reads than cores are decoding: one file's read then uses every core.
+  // Under more reads every core has one already, and handing chunks around only adds switches
+  // (32 PACS readers lost up to 11% with it). Only for the hot attempt of a read (!allow_cold):
+  // a read that may wait on a cold tier would hold a helper for the tier's timeout.
   std::vector<const Part*> whole;
   for (const Part& p : stored)
     if (p.gaps.empty()) whole.push_back(&p);
-  struct Decoding {
-    std::atomic<unsigned>& n;
-    const unsigned before;
-    explicit Decoding(std::atomic<unsigned>& c) : n(c), before(c.fetch_add(1)) {}
-    ~Decoding() { n.fetch_sub(1); }
-  } decoding(reads_decoding_);
-  if (whole.size() >= 2 && read_helpers_ != nullptr && decoding.before < read_helper_threads_ &&
-      (!allow_cold || cold_readers_ == nullptr)) {
+  struct Decoding {  // counts the reads that could use the helpers, while they decode
+    std::atomic<unsigned>* n;
+    unsigned before;
+    explicit Decoding(std::atomic<unsigned>* c) : n(c), before(c ? c->fetch_add(1) : 0) {}
+    ~Decoding() {
+      if (n) n->fetch_sub(1);
+    }
+  } decoding(whole.size() >= 2 && !allow_cold && read_helpers_ ? &reads_decoding_ : nullptr);
+  if (decoding.n != nullptr && decoding.before < read_helper_threads_) {
     struct Outcome {
       Status s;
       bool blocked = false, cold = false;

@@ -24,7 +24,10 @@ using internal::kHot;
 Status Filesystem::DeletePlacement(uint64_t segment, const std::string& tier) {
   // Not while the journal or the database has failed: the deletion could not be recorded, and
   // what the database says points at the segment may be behind the journal.
-  RETURN_IF_ERROR(CheckWritable());
+  {
+    std::lock_guard<std::mutex> l(mu_);  // failed_ is written under it
+    RETURN_IF_ERROR(CheckWritable());
+  }
   auto it = tiers_.find(tier);
   if (it == tiers_.end())
     return Status::Unavailable("tier '" + tier + "' is not configured; segment kept");

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <exception>
 #include <memory>
 
 namespace strata::fs {
@@ -47,18 +48,29 @@ void WorkerPool::RunWithHelp(size_t n, const std::function<void(size_t)>& fn) {
     const std::function<void(size_t)>* fn = nullptr;  // valid while some index is unfinished
     std::mutex mu;
     std::condition_variable cv;
-    size_t done = 0;  // guarded by mu
+    size_t done = 0;            // guarded by mu
+    std::exception_ptr failed;  // the first exception fn threw (guarded by mu)
   };
   auto shared = std::make_shared<Shared>();
   shared->n = n;
   shared->fn = &fn;
   // An offer that runs after the caller took the last index never touches fn (nor the caller's
   // data): it only sees next >= n.
+  // An exception counts its index as done and goes to the caller after the wait: never out of
+  // a pool thread (std::terminate), never out of the caller while helpers write its data.
   auto work = [](Shared& s) {
     size_t mine = 0;
-    for (size_t i; (i = s.next.fetch_add(1)) < s.n; mine++) (*s.fn)(i);
+    std::exception_ptr failed;
+    for (size_t i; (i = s.next.fetch_add(1)) < s.n; mine++) {
+      try {
+        (*s.fn)(i);
+      } catch (...) {
+        if (!failed) failed = std::current_exception();
+      }
+    }
     if (mine == 0) return;
     std::lock_guard<std::mutex> l(s.mu);
+    if (failed && !s.failed) s.failed = failed;
     s.done += mine;
     if (s.done == s.n) s.cv.notify_all();
   };
@@ -67,6 +79,7 @@ void WorkerPool::RunWithHelp(size_t n, const std::function<void(size_t)>& fn) {
   work(*shared);
   std::unique_lock<std::mutex> l(shared->mu);
   shared->cv.wait(l, [&] { return shared->done == n; });
+  if (shared->failed) std::rethrow_exception(shared->failed);
 }
 
 void WorkerPool::Loop(int nice) {

@@ -33,7 +33,8 @@ class WorkerPool {
   // the pool's threads as pick up an offer before the caller has taken every index. A busy
   // pool costs nothing but the offers (they find no index left), so the caller is never slower
   // than running them itself; an idle one splits the work across cores. fn runs concurrently
-  // with itself for different indexes.
+  // with itself for different indexes. If fn throws, the first exception is rethrown here once
+  // every index has run.
   void RunWithHelp(size_t n, const std::function<void(size_t)>& fn);
 
  private:

@@ -87,8 +87,7 @@ class DirectoryTier final : public Tier {
     if (auto names = env_->ListDir(dir); names.ok()) {
       const std::string stem = path.substr(dir.size() + 1) + ".";
       for (const std::string& n : *names)
-        if (n.starts_with(stem) && n.ends_with(kTmpSuffix))
-          removed = env_->RemoveFile(JoinPath(dir, n)).ok() || removed;
+        if (IsTempOf(n, stem)) removed = env_->RemoveFile(JoinPath(dir, n)).ok() || removed;
     }
     if (!removed) return Status::OK();
     return Classify(env_->SyncDir(dir), "delete " + key);
@@ -139,6 +138,24 @@ class DirectoryTier final : public Tier {
     if (MeansShareIsGone(s))
       return Status::Unavailable("tier " + o_.name + ": " + what + ": " + s.ToString());
     return s.WithContext("tier " + o_.name + ": " + what);
+  }
+
+  // `name` is `<stem><digits>-<digits>.strata-tmp`: a temp file of a put of the stem's key only
+  // (not of a key that merely starts with it).
+  static bool IsTempOf(const std::string& name, const std::string& stem) {
+    const std::string_view suffix = kTmpSuffix;
+    if (!name.starts_with(stem) || !name.ends_with(suffix) ||
+        name.size() < stem.size() + suffix.size() + 3)
+      return false;
+    const std::string_view mid(name.data() + stem.size(),
+                               name.size() - stem.size() - suffix.size());
+    const size_t dash = mid.find('-');
+    auto digits = [](std::string_view d) {
+      return !d.empty() &&
+             std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    return dash != std::string_view::npos && digits(mid.substr(0, dash)) &&
+           digits(mid.substr(dash + 1));
   }
 
   Status MakeParents(const std::string& key) {

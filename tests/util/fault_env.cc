@@ -203,10 +203,10 @@ Status FaultEnv::RemoveFile(const std::string& path) {
 }
 
 Status FaultEnv::CreateDir(const std::string& path, int mode) {
+  std::lock_guard<std::mutex> l(mu_);  // the check and the mkdir as one step
   ASSIGN_OR_RETURN(bool existed, base_->FileExists(path));
   RETURN_IF_ERROR(base_->CreateDir(path, mode));
   if (!existed) {
-    std::lock_guard<std::mutex> l(mu_);
     std::string p = path;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
     unsynced_dirs_.insert(p);

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -81,6 +82,25 @@ TEST(WorkerPoolTest, RunWithHelpFinishesOnTheCallerWhenThePoolIsBusy) {
   }
   for (const auto& id : by) EXPECT_EQ(id, std::this_thread::get_id());
   release.set_value();  // the stale offer runs now and must find nothing to do
+}
+
+// An exception from fn, on a pool thread or on the caller, reaches the caller once every index
+// has run: a pool thread never dies of it, and nothing writes into the caller's data after.
+TEST(WorkerPoolTest, RunWithHelpHandsAnExceptionToTheCallerAfterEveryIndex) {
+  WorkerPool pool(2);
+  for (int round = 0; round < 20; round++) {
+    std::vector<std::atomic<int>> runs(16);
+    EXPECT_THROW(pool.RunWithHelp(runs.size(),
+                                  [&](size_t i) {
+                                    runs[i]++;
+                                    if (i % 5 == 3) throw std::runtime_error("chunk failed");
+                                  }),
+                 std::runtime_error);
+    for (auto& r : runs) EXPECT_EQ(r.load(), 1);
+  }
+  std::atomic<int> after{0};
+  pool.RunWithHelp(8, [&](size_t) { after++; });  // the pool still works
+  EXPECT_EQ(after.load(), 8);
 }
 
 TEST(WorkerPoolTest, RunWithHelpFromManyCallersAtOnce) {

@@ -85,10 +85,12 @@ TEST_F(DirectoryTierTest, DeletingAKeyRemovesTheTempFilesOfItsInterruptedPuts) {
   touch("a.1-1.strata-tmp");
   touch("a.2-7.strata-tmp");
   touch("kept.3-1.strata-tmp");
+  touch("a.x.4-1.strata-tmp");               // a put of key seg/a.x, not of seg/a
   EXPECT_TRUE(tier_->Delete("seg/a").ok());  // never uploaded: only its temp files
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/tier/seg/a.1-1.strata-tmp"));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/tier/seg/a.2-7.strata-tmp"));
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/tier/seg/kept.3-1.strata-tmp"));  // another key's
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/tier/seg/a.x.4-1.strata-tmp"));
   std::string out;
   EXPECT_TRUE(tier_->Get("seg/kept", 0, 5, &out).ok());
   EXPECT_TRUE(tier_->Delete("seg/kept").ok());
