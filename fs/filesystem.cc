@@ -267,8 +267,7 @@ Status Filesystem::Start() {
   // cache fills at the pace of the reads).
   if (memory_ && reserve_memory_)
     memory_->StartReserving(std::min(config_.chunk_cache_bytes, kReserveBytes));
-  read_helper_threads_ = std::max(2u, std::thread::hardware_concurrency());
-  read_helpers_ = std::make_unique<WorkerPool>(read_helper_threads_);
+  read_helpers_ = std::make_unique<WorkerPool>(std::max(2u, std::thread::hardware_concurrency()));
   if (read_only_) {
     StartTiering();  // cold readers only
     return Status::OK();

@@ -407,7 +407,6 @@ class Filesystem {
   // Decode a READ's other chunks while its FUSE thread decodes one (WorkerPool::RunWithHelp),
   // when fewer reads than helpers are decoding stored chunks (reads_decoding_).
   std::unique_ptr<WorkerPool> read_helpers_;
-  unsigned read_helper_threads_ = 0;
   std::atomic<unsigned> reads_decoding_{0};
   uint64_t replayed_from_ = 0, replayed_records_ = 0;
 

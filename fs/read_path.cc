@@ -244,9 +244,8 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   // Under more reads every core has one already, and handing chunks around only adds switches
   // (32 PACS readers lost up to 11% with it). Only for the hot attempt of a read (!allow_cold):
   // a read that may wait on a cold tier would hold a helper for the tier's timeout.
-  std::vector<const Part*> whole;
-  for (const Part& p : stored)
-    if (p.gaps.empty()) whole.push_back(&p);
+  const auto wholes =
+      std::count_if(stored.begin(), stored.end(), [](const Part& p) { return p.gaps.empty(); });
   struct Decoding {  // counts the reads that could use the helpers, while they decode
     std::atomic<unsigned>* n;
     unsigned before;
@@ -254,15 +253,16 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     ~Decoding() {
       if (n) n->fetch_sub(1);
     }
-  } decoding(whole.size() >= 2 && !allow_cold && read_helpers_ ? &reads_decoding_ : nullptr);
-  if (decoding.n != nullptr && decoding.before < read_helper_threads_) {
+  } decoding(wholes >= 2 && !allow_cold && read_helpers_ ? &reads_decoding_ : nullptr);
+  if (decoding.n != nullptr && decoding.before < read_helpers_->threads()) {
     struct Outcome {
       Status s;
       bool blocked = false, cold = false;
     };
-    std::vector<Outcome> out(whole.size());
-    read_helpers_->RunWithHelp(whole.size(), [&](size_t i) {
-      const Part& p = *whole[i];
+    std::vector<Outcome> out(stored.size());
+    read_helpers_->RunWithHelp(stored.size(), [&](size_t i) {
+      const Part& p = stored[i];
+      if (!p.gaps.empty()) return;  // below, on this thread
       out[i].s = ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold,
                                  blocked != nullptr ? &out[i].blocked : nullptr, &out[i].cold);
     });
@@ -275,9 +275,11 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     }
     for (const Outcome& o : out) RETURN_IF_ERROR(o.s);
   } else {
-    for (const Part* p : whole)
+    for (const Part& p : stored) {
+      if (!p.gaps.empty()) continue;
       RETURN_IF_ERROR(
-          ReadStoredChunk(ino, p->index, p->off, p->n, buf + p->pos, allow_cold, blocked, &cold));
+          ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
+    }
   }
   for (const Part& p : stored) {
     if (p.gaps.empty()) continue;

@@ -36,6 +36,7 @@ class WorkerPool {
   // with itself for different indexes. If fn throws, the first exception is rethrown here once
   // every index has run.
   void RunWithHelp(size_t n, const std::function<void(size_t)>& fn);
+  size_t threads() const { return threads_.size(); }
 
  private:
   void Loop(int nice);

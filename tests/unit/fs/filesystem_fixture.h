@@ -104,4 +104,18 @@ inline std::string SegmentFile(const std::string& hot, uint64_t id) {
   return hot + "/journal/" + name;
 }
 
+// Flips `mask` in a byte of the ciphertext of the chunk record `c` (past the record header (20),
+// the chunk header (48) and the nonce (12)), with the filesystem closed.
+inline void FlipCiphertextBit(const std::string& hot, const meta::ChunkRow& c, char mask) {
+  std::fstream f(SegmentFile(hot, c.segment), std::ios::in | std::ios::out | std::ios::binary);
+  const auto at = static_cast<std::streamoff>(c.offset + 20 + 48 + 12 + 100);
+  f.seekg(at);
+  char b;
+  f.read(&b, 1);
+  b = static_cast<char>(b ^ mask);
+  f.seekp(at);
+  f.write(&b, 1);
+  ASSERT_TRUE(f.good()) << "cannot flip a bit in " << SegmentFile(hot, c.segment);
+}
+
 }  // namespace strata::fs
