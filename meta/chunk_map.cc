@@ -17,6 +17,7 @@ using internal::Stmt;
 
 Status MetaStore::AddStored(uint64_t ino, uint64_t segment, int64_t delta) {
   if (delta == 0) return Status::OK();
+  inode_rows_.erase(ino);
   {
     PREP(q, "UPDATE inodes SET stored = stored + ? WHERE ino = ?");
     q.Bind(1, delta).Bind(2, ino);
@@ -124,6 +125,7 @@ Status MetaStore::ApplyPatch(const Op& op) {
 Status MetaStore::GrowFromChunk(const Op& op) {
   // Chunks of one file may be sealed in parallel and land in any order: writes only ever grow
   // a file and move its mtime forward. Truncations and utimes are separate ops.
+  inode_rows_.erase(op.ino);
   PREP(u,
        "UPDATE inodes SET size = MAX(size, ?1), mtime = MAX(mtime, ?2), ctime = MAX(ctime, ?2) "
        "WHERE ino = ?3");

@@ -18,6 +18,7 @@ using internal::Stmt;
 constexpr int kSchemaVersion = 3;
 // Rows per generation of the chunk-row cache: at most twice this many, ~100 bytes each.
 constexpr size_t kCachedChunkRows = 32768;
+constexpr size_t kCachedInodeRows = 8192;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -231,7 +232,7 @@ Status MetaStore::Begin() {
 Status MetaStore::Commit() {
   if (!in_txn_) return Status::OK();
   Status s = CommitTxn();
-  if (!s.ok()) rows_->Clear();  // as in Apply
+  if (!s.ok()) ForgetCachedRows();  // as in Apply
   return s;
 }
 
@@ -256,7 +257,7 @@ void MetaStore::Rollback() {
   if (!in_txn_) return;
   Exec("ROLLBACK").IgnoreError();
   in_txn_ = false;
-  rows_->Clear();  // they may hold rows of the dropped transaction
+  ForgetCachedRows();  // they may hold rows of the dropped transaction
   LoadCounters().IgnoreError();
 }
 
@@ -325,8 +326,14 @@ Status MetaStore::Apply(const Op& op, uint64_t lsn) {
   Status s = ApplyOp(op, lsn);
   // A statement that failed (a full disk, an I/O error) may have ended the transaction:
   // cached rows read inside it may be gone with it.
-  if (!s.ok()) rows_->Clear();
+  if (!s.ok()) ForgetCachedRows();
   return s;
+}
+
+void MetaStore::ForgetCachedRows() {
+  rows_->Clear();
+  inode_rows_.clear();
+  has_xattrs_.clear();
 }
 
 Status MetaStore::ApplyOp(const Op& op, uint64_t lsn) {
@@ -349,6 +356,7 @@ Status MetaStore::ApplyOp(const Op& op, uint64_t lsn) {
       s = ApplySetAttr(op);
       break;
     case OpKind::kSetXattr: {
+      has_xattrs_.erase(op.ino);
       PREP(q, "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
       q.Bind(1, op.ino).Bind(2, op.name).Bind(3, op.blob);
       STEP_DONE(q, "set xattr");
@@ -356,6 +364,7 @@ Status MetaStore::ApplyOp(const Op& op, uint64_t lsn) {
       break;
     }
     case OpKind::kRemoveXattr: {
+      has_xattrs_.erase(op.ino);
       PREP(q, "DELETE FROM xattrs WHERE ino = ? AND name = ?");
       q.Bind(1, op.ino).Bind(2, op.name);
       STEP_DONE(q, "remove xattr");
@@ -404,13 +413,23 @@ Status MetaStore::DeleteEntry(uint64_t parent, const std::string& name) {
 }
 
 Status MetaStore::AdjustNlink(uint64_t ino, int delta) {
+  inode_rows_.erase(ino);
   PREP(q, "UPDATE inodes SET nlink = MAX(nlink + ?, 0) WHERE ino = ?");
   q.Bind(1, static_cast<int64_t>(delta)).Bind(2, ino);
   STEP_DONE(q, "update link count");
   return Status::OK();
 }
 
+Status MetaStore::AdjustNlinkAndCtime(uint64_t ino, int delta, int64_t t) {
+  inode_rows_.erase(ino);
+  PREP(q, "UPDATE inodes SET nlink = MAX(nlink + ?, 0), ctime = ? WHERE ino = ?");
+  q.Bind(1, static_cast<int64_t>(delta)).Bind(2, t).Bind(3, ino);
+  STEP_DONE(q, "update link count");
+  return Status::OK();
+}
+
 Status MetaStore::TouchDir(uint64_t ino, int64_t t) {
+  inode_rows_.erase(ino);
   PREP(q, "UPDATE inodes SET mtime = ?, ctime = ? WHERE ino = ?");
   q.Bind(1, t).Bind(2, t).Bind(3, ino);
   STEP_DONE(q, "update directory times");
@@ -418,6 +437,7 @@ Status MetaStore::TouchDir(uint64_t ino, int64_t t) {
 }
 
 Status MetaStore::SetCtime(uint64_t ino, int64_t t) {
+  inode_rows_.erase(ino);
   PREP(q, "UPDATE inodes SET ctime = ? WHERE ino = ?");
   q.Bind(1, t).Bind(2, ino);
   STEP_DONE(q, "update ctime");
@@ -426,6 +446,8 @@ Status MetaStore::SetCtime(uint64_t ino, int64_t t) {
 
 Status MetaStore::ApplyCreate(const Op& op) {
   bool dir = S_ISDIR(op.mode);
+  inode_rows_.erase(op.ino);
+  has_xattrs_.erase(op.ino);
   PREP(q,
        "INSERT INTO inodes(ino, mode, uid, gid, nlink, size, atime, mtime, ctime, btime, "
        "rdev, symlink) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
@@ -447,8 +469,7 @@ Status MetaStore::ApplyLink(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::Corruption("link to missing inode " + std::to_string(op.ino));
   RETURN_IF_ERROR(InsertEntry(op.parent, op.name, op.ino, inode->mode));
-  RETURN_IF_ERROR(AdjustNlink(op.ino, 1));
-  RETURN_IF_ERROR(SetCtime(op.ino, op.ctime));
+  RETURN_IF_ERROR(AdjustNlinkAndCtime(op.ino, 1, op.ctime));
   return TouchDir(op.parent, op.ctime);
 }
 
@@ -456,13 +477,9 @@ Status MetaStore::ApplyUnlink(const Op& op) {
   ASSIGN_OR_RETURN(auto e, LookupEntry(op.parent, op.name));
   if (!e) return Status::Corruption("unlink of a missing entry in " + std::to_string(op.parent));
   RETURN_IF_ERROR(DeleteEntry(op.parent, op.name));
-  if (S_ISDIR(e->mode)) {
-    RETURN_IF_ERROR(AdjustNlink(e->ino, -2));
-    RETURN_IF_ERROR(AdjustNlink(op.parent, -1));
-  } else {
-    RETURN_IF_ERROR(AdjustNlink(e->ino, -1));
-  }
-  RETURN_IF_ERROR(SetCtime(e->ino, op.ctime));
+  const bool dir = S_ISDIR(e->mode);
+  if (dir) RETURN_IF_ERROR(AdjustNlink(op.parent, -1));
+  RETURN_IF_ERROR(AdjustNlinkAndCtime(e->ino, dir ? -2 : -1, op.ctime));
   return TouchDir(op.parent, op.ctime);
 }
 
@@ -490,13 +507,9 @@ Status MetaStore::ApplyRename(const Op& op) {
     if (dst) {
       if (dst->ino == src->ino) return Status::OK();  // hard links to one inode: no-op
       RETURN_IF_ERROR(DeleteEntry(op.new_parent, op.new_name));
-      if (S_ISDIR(dst->mode)) {
-        RETURN_IF_ERROR(AdjustNlink(dst->ino, -2));
-        RETURN_IF_ERROR(AdjustNlink(op.new_parent, -1));
-      } else {
-        RETURN_IF_ERROR(AdjustNlink(dst->ino, -1));
-      }
-      RETURN_IF_ERROR(SetCtime(dst->ino, op.ctime));
+      const bool dir = S_ISDIR(dst->mode);
+      if (dir) RETURN_IF_ERROR(AdjustNlink(op.new_parent, -1));
+      RETURN_IF_ERROR(AdjustNlinkAndCtime(dst->ino, dir ? -2 : -1, op.ctime));
     }
     RETURN_IF_ERROR(DeleteEntry(op.parent, op.name));
     RETURN_IF_ERROR(InsertEntry(op.new_parent, op.new_name, src->ino, src->mode));
@@ -515,6 +528,7 @@ Status MetaStore::ApplySetAttr(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::Corruption("setattr of missing inode " + std::to_string(op.ino));
   InodeRow r = *inode;
+  inode_rows_.erase(op.ino);
   if (op.mask & kSetMode) r.mode = (r.mode & S_IFMT) | (op.mode & 07777);
   if (op.mask & kSetUid) r.uid = op.uid;
   if (op.mask & kSetGid) r.gid = op.gid;
@@ -535,8 +549,13 @@ Status MetaStore::ApplySetAttr(const Op& op) {
 Status MetaStore::ApplyDeleteInode(const Op& op) {
   ASSIGN_OR_RETURN(auto inode, GetInode(op.ino));
   if (!inode) return Status::OK();  // already gone: idempotent
-  RETURN_IF_ERROR(TruncateChunks(op.ino, 0));
-  {
+  // Every chunk and patch row counts its stored bytes (never 0: a sealed record has a tag), so
+  // an inode that stores nothing has none of them.
+  if (inode->stored_bytes > 0) RETURN_IF_ERROR(TruncateChunks(op.ino, 0));
+  ASSIGN_OR_RETURN(bool xattrs, HasXattrs(op.ino));
+  inode_rows_.erase(op.ino);
+  has_xattrs_.erase(op.ino);
+  if (xattrs) {
     PREP(x, "DELETE FROM xattrs WHERE ino = ?");
     x.Bind(1, op.ino);
     STEP_DONE(x, "delete xattrs");
@@ -549,12 +568,17 @@ Status MetaStore::ApplyDeleteInode(const Op& op) {
 }
 
 Result<std::optional<InodeRow>> MetaStore::GetInode(uint64_t ino) {
+  if (auto it = inode_rows_.find(ino); it != inode_rows_.end())
+    return std::optional<InodeRow>(it->second);
   PREP(q, "SELECT " INODE_COLUMNS("") " FROM inodes WHERE ino = ?");
   q.Bind(1, ino);
   int rc = q.Step();
   if (rc == SQLITE_DONE) return std::optional<InodeRow>();
   if (rc != SQLITE_ROW) return SqlError("read inode");
-  return std::optional<InodeRow>(ReadInodeRow(q, ino, 0));
+  InodeRow row = ReadInodeRow(q, ino, 0);
+  if (inode_rows_.size() >= kCachedInodeRows) inode_rows_.clear();
+  inode_rows_.emplace(ino, row);
+  return std::optional<InodeRow>(std::move(row));
 }
 
 Result<std::optional<EntryInode>> MetaStore::LookupEntryInode(uint64_t parent,
@@ -610,6 +634,17 @@ Result<std::optional<std::string>> MetaStore::GetXattr(uint64_t ino, const std::
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   if (rc != SQLITE_ROW) return SqlError("read xattr");
   return std::optional<std::string>(q.Blob(0));
+}
+
+Result<bool> MetaStore::HasXattrs(uint64_t ino) {
+  if (auto it = has_xattrs_.find(ino); it != has_xattrs_.end()) return it->second;
+  PREP(q, "SELECT 1 FROM xattrs WHERE ino = ? LIMIT 1");
+  q.Bind(1, ino);
+  int rc = q.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqlError("read xattrs");
+  if (has_xattrs_.size() >= kCachedInodeRows) has_xattrs_.clear();
+  has_xattrs_.emplace(ino, rc == SQLITE_ROW);
+  return rc == SQLITE_ROW;
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ListXattrs(uint64_t ino) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -119,6 +120,8 @@ class MetaStore {
   Result<bool> DirIsEmpty(uint64_t ino);
   Result<std::optional<ChunkRow>> GetChunk(uint64_t ino, uint64_t index);
   Result<std::optional<std::string>> GetXattr(uint64_t ino, const std::string& name);
+  // Whether the inode has any extended attribute (most have none: a cheap first answer).
+  Result<bool> HasXattrs(uint64_t ino);
   Result<std::vector<std::pair<std::string, std::string>>> ListXattrs(uint64_t ino);
   // Every segment row, by id: journal segments with data, and placement segments.
   Result<std::vector<SegmentRow>> ListSegments();
@@ -143,6 +146,8 @@ class MetaStore {
   Status LoadCounters();
   Status MaybeUpgrade(bool read_only);
   Status AdjustNlink(uint64_t ino, int delta);
+  // AdjustNlink and a new ctime, in one statement.
+  Status AdjustNlinkAndCtime(uint64_t ino, int delta, int64_t t);
   Status TouchDir(uint64_t ino, int64_t t);
   Status InsertEntry(uint64_t parent, const std::string& name, uint64_t ino, uint32_t mode);
   Status DeleteEntry(uint64_t parent, const std::string& name);
@@ -161,6 +166,8 @@ class MetaStore {
   Status ApplySegmentState(const Op& op);
   Status ApplyMoveChunks(const Op& op);
   Status SqlError(const char* what);
+  // Drops every cached answer (after a rollback or a failed statement or commit).
+  void ForgetCachedRows();
 
   sqlite3* db_ = nullptr;
   std::string path_;
@@ -172,6 +179,11 @@ class MetaStore {
   Totals totals_;
   std::vector<std::pair<const char*, sqlite3_stmt*>> stmts_;
   std::unique_ptr<ChunkRowCache> rows_;  // GetChunk's answers (chunk_row_cache.h)
+  // GetInode's and HasXattrs' answers, exact as rows_ is: a statement that may change an
+  // inode row (or add or drop an xattr) forgets that inode's answer before it runs. Bounded:
+  // a full map is emptied (the rows asked for again are the hot ones).
+  std::unordered_map<uint64_t, InodeRow> inode_rows_;
+  std::unordered_map<uint64_t, bool> has_xattrs_;
 };
 
 }  // namespace strata::meta

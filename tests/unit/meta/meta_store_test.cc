@@ -478,5 +478,144 @@ TEST_F(MetaStoreTest, CachedChunkRowsMatchTheDatabaseAfterEveryChange) {
   EXPECT_GT(m_->cached_chunk_rows(), 0u) << "the rows read are kept";
 }
 
+// GetInode and HasXattrs answer from memory once they know an inode; every change to an inode
+// row or its xattrs, a rollback included, must be seen at once. Each step compares them with
+// statements that never use those answers (the lookup join, the xattr listing).
+TEST_F(MetaStoreTest, CachedInodeRowsAndXattrPresenceMatchTheDatabaseAfterEveryChange) {
+  std::mt19937_64 rng(7);
+  auto pick = [&](uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng); };
+  constexpr uint64_t kFirst = 2, kInodes = 5;
+  std::vector<bool> exists(kInodes, false), linked(kInodes, false);
+  auto LinkName = [](uint64_t ino) {  // not "l" + to_string: GCC 12's -Wrestrict false positive
+    std::string n = "l";
+    n += std::to_string(ino);
+    return n;
+  };
+  uint64_t version = 100;
+  int64_t now = 1000;
+  auto expect_same = [&](int step) {
+    for (uint64_t ino = kFirst; ino < kFirst + kInodes; ino++) {
+      auto cached = m_->GetInode(ino);
+      ASSERT_TRUE(cached.ok());
+      auto joined = m_->LookupEntryInode(1, std::to_string(ino));
+      ASSERT_TRUE(joined.ok());
+      ASSERT_EQ(cached->has_value(), joined->has_value()) << "step " << step << " inode " << ino;
+      auto has = m_->HasXattrs(ino);
+      auto listed = m_->ListXattrs(ino);
+      ASSERT_TRUE(has.ok() && listed.ok());
+      EXPECT_EQ(*has, !listed->empty()) << "step " << step << " inode " << ino;
+      if (!cached->has_value()) continue;
+      ASSERT_TRUE((*joined)->inode.has_value());
+      const InodeRow &got = **cached, &want = *(*joined)->inode;
+      EXPECT_EQ(got.mode, want.mode) << "step " << step;
+      EXPECT_EQ(got.nlink, want.nlink) << "step " << step;
+      EXPECT_EQ(got.size, want.size) << "step " << step;
+      EXPECT_EQ(got.mtime, want.mtime) << "step " << step;
+      EXPECT_EQ(got.ctime, want.ctime) << "step " << step;
+      EXPECT_EQ(got.stored_bytes, want.stored_bytes) << "step " << step;
+    }
+  };
+  for (int step = 0; step < 3000; step++) {
+    const uint64_t ino = kFirst + pick(kInodes), i = ino - kFirst;
+    now++;
+    if (!exists[i]) {
+      Op c = Create(ino, 1, std::to_string(ino), pick(4) == 0 ? S_IFDIR | 0755 : S_IFREG | 0644);
+      c.ctime = now;
+      ASSERT_TRUE(Apply(c).ok());
+      exists[i] = true;
+      linked[i] = false;
+    }
+    auto row = m_->GetInode(ino);
+    ASSERT_TRUE(row.ok() && row->has_value());
+    const bool dir = S_ISDIR((*row)->mode);
+    Op op;
+    op.ino = ino;
+    op.ctime = now;
+    switch (pick(10)) {
+      case 0:  // a second name, or its removal (files only)
+        if (dir) break;
+        op.kind = linked[i] ? OpKind::kUnlink : OpKind::kLink;
+        op.parent = 1;
+        op.name = LinkName(ino);
+        ASSERT_TRUE(Apply(op).ok());
+        linked[i] = !linked[i];
+        break;
+      case 1:
+        op.kind = OpKind::kSetAttr;
+        op.mask = kSetMode | kSetMtime | kSetCtime | (dir ? 0u : uint32_t{kSetSize});
+        op.mode = static_cast<uint32_t>(pick(0777));
+        op.mtime = now - 500;
+        op.size = pick(3 * 4096);
+        ASSERT_TRUE(Apply(op).ok());
+        break;
+      case 2:
+        op.kind = OpKind::kSetXattr;
+        op.name = pick(2) ? "x0" : "x1";
+        op.blob = "v";
+        ASSERT_TRUE(Apply(op).ok());
+        break;
+      case 3:
+        op.kind = OpKind::kRemoveXattr;
+        op.name = pick(2) ? "x0" : "x1";
+        ASSERT_TRUE(Apply(op).ok());
+        break;
+      case 4: {  // data: size, mtime and stored bytes change
+        if (dir) break;
+        Op c = StoredOp(OpKind::kChunk, pick(3), 1, pick(1000),
+                        static_cast<uint32_t>(50 + pick(100)), ++version);
+        c.ino = ino;
+        c.mtime = now;
+        ASSERT_TRUE(Apply(c).ok());
+        break;
+      }
+      case 5: {  // an entry made in the directory and removed: its times (and nlink)
+        if (!dir) break;
+        Op c = Create(100 + ino, ino, "sub", pick(2) ? S_IFDIR | 0755 : S_IFREG | 0644);
+        c.ctime = now;
+        ASSERT_TRUE(Apply(c).ok());
+        Op un;
+        un.kind = OpKind::kUnlink;
+        un.parent = ino;
+        un.name = "sub";
+        un.ctime = now;
+        ASSERT_TRUE(Apply(un).ok());
+        Op del;
+        del.kind = OpKind::kDeleteInode;
+        del.ino = 100 + ino;
+        ASSERT_TRUE(Apply(del).ok());
+        break;
+      }
+      case 6: {  // every name gone, then the inode
+        if (linked[i]) break;
+        op.kind = OpKind::kUnlink;
+        op.parent = 1;
+        op.name = std::to_string(ino);
+        ASSERT_TRUE(Apply(op).ok());
+        Op del;
+        del.kind = OpKind::kDeleteInode;
+        del.ino = ino;
+        ASSERT_TRUE(Apply(del).ok());
+        exists[i] = false;
+        break;
+      }
+      case 7:
+        ASSERT_TRUE(m_->Commit().ok());
+        break;
+      case 8: {  // rolled back: whatever changed since the last commit is undone
+        m_->Rollback();
+        for (uint64_t j = 0; j < kInodes; j++) {
+          exists[j] = m_->LookupEntryInode(1, std::to_string(kFirst + j))->has_value();
+          linked[j] = m_->LookupEntryInode(1, LinkName(kFirst + j))->has_value();
+        }
+        break;
+      }
+      default:
+        break;  // only read
+    }
+    expect_same(step);
+    if (HasFatalFailure()) return;
+  }
+}
+
 }  // namespace
 }  // namespace strata::meta
