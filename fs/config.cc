@@ -299,8 +299,12 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
       return Status::InvalidArgument(Where(source, v.source()) + ": tiers." + tier +
                                      " must be a table");
     if (tier == "hot") {
-      RETURN_IF_ERROR(CheckKeys(*v.as_table(), {"path"}, "tiers.hot", source));
+      RETURN_IF_ERROR(CheckKeys(*v.as_table(), {"path", "reserve"}, "tiers.hot", source));
       ASSIGN_OR_RETURN(c.hot_path, GetString(*v.as_table(), "path", "tiers.hot", source, true));
+      if (v.as_table()->contains("reserve")) {
+        ASSIGN_OR_RETURN(c.hot_reserve_bytes,
+                         GetSize(*v.as_table(), "reserve", 0, "tiers.hot", source));
+      }
       continue;
     }
     ASSIGN_OR_RETURN(TierConfig t, ParseTier(tier, *v.as_table(), source));

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,10 @@ struct Config {
   std::string name;
   std::string key_file;
   std::string hot_path;
+  // Free space on the hot tier's filesystem kept for what frees space (unlink, truncate,
+  // compaction) and for recovery: below it, new data and new files get ENOSPC
+  // (fs/space_guard.h). Unset: min(1 GiB, 5% of that filesystem), computed at mount.
+  std::optional<uint64_t> hot_reserve_bytes;
   uint32_t chunk_size = 64 * 1024;  // docs/architecture.md, "Choices"
   uint64_t segment_size = 64ull << 20;
   // Whether the file set them: both are fixed at mkfs, and a mount takes the superblock's.

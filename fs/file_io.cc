@@ -175,6 +175,8 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (data.empty()) return size_t{0};
   if (offset + data.size() > kMaxFileSize || offset + data.size() < offset)
     return Status::Posix(EFBIG);
+  // Before anything changes: a refused write leaves the file as it was.
+  if (!null_data_) RETURN_IF_ERROR(AdmitNewBytes(data.size()));
   if (null_data_) {  // a benchmark of FUSE alone: the size moves, the bytes go nowhere
     if (offset + data.size() > f->size) f->size = offset + data.size();
     f->mtime = Now();
@@ -474,6 +476,9 @@ Status Filesystem::Fallocate(uint64_t ino, uint64_t fh, int mode, uint64_t offse
     size = a.size;
   }
   if (offset + length <= size) return Status::OK();
+  // Nothing is allocated (holes cost nothing), but space the disk does not have is refused,
+  // as a filesystem that allocates would.
+  RETURN_IF_ERROR(AdmitNewBytes(offset + length - size));
   SetAttrRequest req;
   req.size = offset + length;
   req.grow_only = true;

@@ -205,6 +205,20 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   }
   nonces_ = std::make_unique<crypto::NonceSequence>(sb_.epoch);
   codec_ = std::make_unique<RecordCodec>(&keys_->aead(), nonces_.get(), sb_.uuid);
+  if (!read_only_) {
+    struct statvfs v;
+    if (::statvfs(c.hot_path.c_str(), &v) != 0)
+      return Status::IOError("statfs " + c.hot_path, errno);
+    const uint64_t reserve =
+        c.hot_reserve_bytes.value_or(SpaceGuard::DefaultReserve(uint64_t{v.f_blocks} * v.f_frsize));
+    space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve,
+                                          [path = c.hot_path]() -> Result<uint64_t> {
+                                            struct statvfs sv;
+                                            if (::statvfs(path.c_str(), &sv) != 0)
+                                              return Status::IOError("statfs " + path, errno);
+                                            return uint64_t{sv.f_bavail} * sv.f_frsize;
+                                          });
+  }
   memory_ = ChunkMemory::Make(sb_.chunk_size, c.chunk_cache_bytes);
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);
   ASSIGN_OR_RETURN(journal_, OpenJournal(c, env_, sb_, read_only_));
@@ -398,6 +412,8 @@ Result<FsStats> Filesystem::StatFs() {
   st.block_size = 4096;
   uint64_t total = uint64_t{v.f_blocks} * v.f_frsize;
   uint64_t avail = uint64_t{v.f_bavail} * v.f_frsize;
+  // What applications may still write: the reserve is not theirs (fs/space_guard.h).
+  if (space_) avail = avail > space_->reserve() ? avail - space_->reserve() : 0;
   uint64_t free_bytes = uint64_t{v.f_bfree} * v.f_frsize;
   st.blocks = total / st.block_size;
   st.blocks_free = free_bytes / st.block_size;

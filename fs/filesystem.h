@@ -31,6 +31,7 @@
 #include "base/env.h"
 #include "base/status.h"
 #include "fs/config.h"
+#include "fs/space_guard.h"
 #include "fs/superblock.h"
 #include "fs/tiering.h"
 
@@ -269,6 +270,10 @@ class Filesystem {
   // state (every later change fails until a remount replays the journal).
   Status ApplyLocked(const meta::Op& op, uint64_t lsn);
   Status CheckWritable() const;
+  // ENOSPC when `bytes` more would eat into the hot tier's reserve (fs/space_guard.h).
+  Status AdmitNewBytes(uint64_t bytes) { return space_ ? space_->Admit(bytes) : Status::OK(); }
+  // What a new name (or an xattr) is counted as: its record and its database rows.
+  static constexpr uint64_t kNewEntryBytes = 4096;
   Result<Attr> AttrLocked(uint64_t ino);
   Attr ToAttr(const meta::InodeRow& r);
   Result<Attr> CreateNode(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
@@ -400,6 +405,7 @@ class Filesystem {
   std::unique_ptr<crypto::NonceSequence> nonces_;
   std::unique_ptr<journal::Journal> journal_;
   std::shared_ptr<ChunkMemory> memory_;  // chunk buffers for reuse
+  std::unique_ptr<SpaceGuard> space_;    // writable mounts: the hot tier's reserve
   bool reserve_memory_ = false;
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<RecordCodec> codec_;

@@ -235,6 +235,7 @@ Result<Attr> Filesystem::CreateNode(uint64_t parent, const std::string& name, ui
   ASSIGN_OR_RETURN(auto existing, meta_->LookupEntry(parent, enc));
   if (existing) return Status::Posix(EEXIST);
   if (S_ISDIR(mode) && dir->nlink >= kMaxLinks) return Status::Posix(EMLINK);
+  RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes + symlink_target.size()));
 
   meta::Op op;
   op.kind = meta::OpKind::kCreate;
@@ -321,6 +322,7 @@ Result<Attr> Filesystem::Link(uint64_t ino, uint64_t new_parent, const std::stri
   std::string enc = EncName(new_parent, new_name);
   ASSIGN_OR_RETURN(auto existing, meta_->LookupEntry(new_parent, enc));
   if (existing) return Status::Posix(EEXIST);
+  RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes));
   meta::Op op;
   op.kind = meta::OpKind::kLink;
   op.ino = ino;

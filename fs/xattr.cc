@@ -102,6 +102,7 @@ Status Filesystem::SetXattr(uint64_t ino, const std::string& name, std::string_v
   ASSIGN_OR_RETURN(auto existing, GetXattrLocked(ino, name));
   if ((flags & XATTR_CREATE) && existing) return Status::Posix(EEXIST);
   if ((flags & XATTR_REPLACE) && !existing) return Status::Posix(ENODATA);
+  RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes + value.size()));
   if (name == kAclAccess) return ApplyAccessAclLocked(*row, value);
   if (name == kAclDefault) {
     if (!S_ISDIR(row->mode)) return Status::Posix(EACCES);

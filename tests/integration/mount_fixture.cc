@@ -4,6 +4,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -350,6 +351,13 @@ void MountFixture::SetUp() {
   ASSERT_EQ(getrandom(key, sizeof key, 0), static_cast<ssize_t>(sizeof key));
   ASSERT_TRUE(
       WriteWholeFile(key_, std::string_view(reinterpret_cast<char*>(key), sizeof key), 0600));
+  if (hot_tmpfs_bytes_ > 0) {
+    const std::string opts = "size=" + std::to_string(hot_tmpfs_bytes_) + ",mode=0755";
+    if (mount("strata-test-hot", hot_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+      GTEST_SKIP() << "cannot mount a tmpfs on " << hot_ << " (" << strerror(errno)
+                   << "): this test needs root";
+    hot_tmpfs_mounted_ = true;
+  }
   WriteConfig();
   ASSERT_NO_FATAL_FAILURE(Mkfs());
   if (mount_in_setup_) {
@@ -365,6 +373,7 @@ void MountFixture::WriteConfig() {
   for (const std::string& line : filesystem_config_) toml << line << "\n";
   toml << "\n[keys]\nkey_file = " << Quote(key_) << "\n"
        << "\n[tiers.hot]\npath = " << Quote(hot_) << "\n";
+  for (const std::string& line : hot_config_) toml << line << "\n";
   for (const std::string& line : extra_config_) toml << line << "\n";
   ASSERT_TRUE(WriteWholeFile(config_, toml.str(), 0644)) << config_;
 }
@@ -566,6 +575,11 @@ void MountFixture::ForceCleanup() {
 void MountFixture::TearDown() {
   if (root_.empty()) return;  // SetUp skipped or failed before creating anything
   ForceCleanup();
+  if (hot_tmpfs_mounted_) {
+    // The daemon is gone; nothing else holds the tmpfs.
+    EXPECT_EQ(umount2(hot_.c_str(), 0), 0) << "umount " << hot_ << ": " << strerror(errno);
+    hot_tmpfs_mounted_ = false;
+  }
   if (HasFailure()) {
     std::cerr << "strata daemon logs for " << root_ << ":\n" << AllDaemonLogs(16384);
   }

@@ -92,6 +92,12 @@ class MountFixture : public ::testing::Test {
   std::vector<std::string> mount_args_;
   // Extra `key = value` lines for the config's [filesystem] table.
   std::vector<std::string> filesystem_config_;
+  // Extra `key = value` lines for the config's [tiers.hot] table.
+  std::vector<std::string> hot_config_;
+  // When set, SetUp mounts a tmpfs of this many bytes on the hot tier's directory before mkfs
+  // (a small disk, for full-disk tests; skipped where tmpfs cannot be mounted), and TearDown
+  // unmounts it once the daemon is gone.
+  uint64_t hot_tmpfs_bytes_ = 0;
   // Extra lines appended after the [tiers.hot] table (more tiers, [policy], [cache], ...).
   std::vector<std::string> extra_config_;
   // Whether SetUp mounts (mkfs always runs).
@@ -150,6 +156,7 @@ class MountFixture : public ::testing::Test {
 
   std::string root_, mnt_, hot_, native_, config_, key_;
   pid_t daemon_pid_ = -1;
+  bool hot_tmpfs_mounted_ = false;
   int mount_count_ = 0;
   std::string log_path_;
 };

@@ -27,6 +27,18 @@ TEST(ConfigTest, MinimalConfigUsesDefaults) {
   EXPECT_EQ(c->compression_level, 1);
 }
 
+TEST(ConfigTest, HotTierReserve) {
+  EXPECT_FALSE(ParseConfig(kMinimal, "x.toml")->hot_reserve_bytes.has_value())
+      << "unset: the mount computes it from the disk";
+  auto c = ParseConfig(std::string(kMinimal) + "reserve = \"2GiB\"\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->hot_reserve_bytes, uint64_t{2} << 30);
+  c = ParseConfig(std::string(kMinimal) + "reserve = \"lots\"\n", "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("x.toml:8"), std::string::npos) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("reserve"), std::string::npos) << c.status().ToString();
+}
+
 TEST(ConfigTest, SizesAndDurations) {
   std::string t = std::string(kMinimal) +
                   "[cache]\nchunk_cache = \"64MiB\"\ndirty_expire = \"30s\"\n"

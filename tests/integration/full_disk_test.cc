@@ -1,0 +1,111 @@
+// A full hot tier: the hot tier is a 48 MiB tmpfs with an 8 MiB reserve. PACS-like files are
+// written and fsynced until the disk refuses one; then the administrator's way out must work
+// through the mount: every acknowledged file reads back, deleting files works, a tiering pass
+// frees what they held, writing resumes, and the filesystem mounts again with everything.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/integration/mount_fixture.h"
+
+namespace strata::it {
+namespace {
+
+class FullDiskTest : public MountFixture {
+ protected:
+  FullDiskTest() {
+    hot_tmpfs_bytes_ = 48 << 20;
+    hot_config_ = {"reserve = \"8MiB\""};
+    filesystem_config_ = {"segment_size = \"4MiB\""};  // emptied segments can be freed
+  }
+
+  static std::string Incompressible(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; i += 4) {
+      uint32_t v = rng();
+      std::memcpy(&s[i], &v, std::min<size_t>(4, n - i));
+    }
+    return s;
+  }
+
+  // Creates, writes, fsyncs and closes; returns 0 or the errno of the first call that failed.
+  int WriteFsynced(const std::string& path, const std::string& data) {
+    int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (fd < 0) return errno;
+    int err = 0;
+    if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+      err = errno;
+    else if (fsync(fd) != 0)
+      err = errno;
+    if (close(fd) != 0 && err == 0) err = errno;
+    return err;
+  }
+
+  void ExpectContents(const std::vector<std::pair<std::string, std::string>>& files,
+                      const char* when) {
+    for (const auto& [path, data] : files) {
+      std::string got;
+      ASSERT_TRUE(ReadWholeFile(path, &got)) << when << ": cannot read " << path;
+      ASSERT_TRUE(got == data) << when << ": " << path << " differs";
+    }
+  }
+};
+
+TEST_F(FullDiskTest, AFullHotTierRefusesNewDataAndRecoversThroughTheMount) {
+  std::vector<std::pair<std::string, std::string>> written;
+  int refused = 0;
+  for (uint32_t i = 0; i < 48 && refused == 0; i++) {
+    std::string path = mnt() + "/img" + std::to_string(i) + ".dcm";
+    std::string data = Incompressible(1 << 20, i);
+    refused = WriteFsynced(path, data);
+    if (refused == 0) written.emplace_back(std::move(path), std::move(data));
+  }
+  ASSERT_EQ(refused, ENOSPC) << "after " << written.size() << " files: " << strerror(refused);
+  EXPECT_GE(written.size(), 20u) << "the disk should take most of 48 MiB - 8 MiB";
+  EXPECT_NE(DaemonLog().find("reserve"), std::string::npos) << "the refusal is logged";
+
+  struct statvfs v;
+  ASSERT_EQ(statvfs(mnt().c_str(), &v), 0);
+  EXPECT_LT(uint64_t{v.f_bavail} * v.f_frsize, uint64_t{2} << 20)
+      << "df shows what applications can still write, not the reserve";
+  struct statvfs hot;
+  ASSERT_EQ(statvfs(this->hot().c_str(), &hot), 0);
+  EXPECT_GE(uint64_t{hot.f_bavail} * hot.f_frsize, uint64_t{6} << 20)
+      << "the reserve stays free on the disk";
+
+  ASSERT_NO_FATAL_FAILURE(ExpectContents(written, "at the reserve"));
+  EXPECT_NE(mkdir((mnt() + "/new-study").c_str(), 0755), 0);
+  EXPECT_EQ(errno, ENOSPC);
+
+  // The way out: delete (and rename) through the mount, then a pass frees emptied segments.
+  const size_t keep = written.size() / 2;
+  for (size_t i = keep; i < written.size(); i++)
+    ASSERT_EQ(unlink(written[i].first.c_str()), 0) << written[i].first << ": " << strerror(errno);
+  written.resize(keep);
+  const std::string renamed = mnt() + "/renamed.dcm";
+  ASSERT_EQ(rename(written[0].first.c_str(), renamed.c_str()), 0) << strerror(errno);
+  written[0].first = renamed;
+  CommandResult pass =
+      RunCommand({StrataBinary(), "migrate", config_path()}, std::chrono::seconds(120));
+  ASSERT_TRUE(pass.Succeeded()) << pass.Describe();
+
+  std::string after = Incompressible(4 << 20, 1000);
+  ASSERT_EQ(WriteFsynced(mnt() + "/after.dcm", after), 0) << "writing resumes once space is free";
+  written.emplace_back(mnt() + "/after.dcm", std::move(after));
+  ASSERT_EQ(mkdir((mnt() + "/new-study").c_str(), 0755), 0) << strerror(errno);
+
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  ASSERT_NO_FATAL_FAILURE(ExpectContents(written, "after a remount"));
+}
+
+}  // namespace
+}  // namespace strata::it
