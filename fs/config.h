@@ -65,8 +65,8 @@ struct Config {
   std::string name;
   std::string key_file;
   std::string hot_path;
-  // Free space on the hot tier's filesystem kept for what frees space (unlink, truncate,
-  // compaction) and for recovery: below it, new data and new files get ENOSPC
+  // Free space on the hot tier's filesystem kept (with one journal segment) for what frees
+  // space (unlink, truncate, compaction) and for recovery: below it, new data and names get ENOSPC
   // (fs/space_guard.h). Unset: min(1 GiB, 5% of that filesystem), computed at mount.
   std::optional<uint64_t> hot_reserve_bytes;
   uint32_t chunk_size = 64 * 1024;  // docs/architecture.md, "Choices"

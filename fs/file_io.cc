@@ -175,8 +175,9 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
   if (data.empty()) return size_t{0};
   if (offset + data.size() > kMaxFileSize || offset + data.size() < offset)
     return Status::Posix(EFBIG);
-  // Before anything changes: a refused write leaves the file as it was.
-  if (!null_data_) RETURN_IF_ERROR(AdmitNewBytes(data.size()));
+  // Before anything changes: a refused write leaves the file as it was. Counted as at least a
+  // chunk: a small write into a stored chunk may seal all of it again.
+  RETURN_IF_ERROR(AdmitNewBytes(std::max<uint64_t>(data.size(), cs)));
   if (null_data_) {  // a benchmark of FUSE alone: the size moves, the bytes go nowhere
     if (offset + data.size() > f->size) f->size = offset + data.size();
     f->mtime = Now();
@@ -478,7 +479,7 @@ Status Filesystem::Fallocate(uint64_t ino, uint64_t fh, int mode, uint64_t offse
   if (offset + length <= size) return Status::OK();
   // Nothing is allocated (holes cost nothing), but space the disk does not have is refused,
   // as a filesystem that allocates would.
-  RETURN_IF_ERROR(AdmitNewBytes(offset + length - size));
+  RETURN_IF_ERROR(AdmitNewBytes(offset + length - std::max(offset, size)));
   SetAttrRequest req;
   req.size = offset + length;
   req.grow_only = true;

@@ -205,13 +205,13 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   }
   nonces_ = std::make_unique<crypto::NonceSequence>(sb_.epoch);
   codec_ = std::make_unique<RecordCodec>(&keys_->aead(), nonces_.get(), sb_.uuid);
-  if (!read_only_) {
+  if (!read_only_ && !null_data_) {
     struct statvfs v;
     if (::statvfs(c.hot_path.c_str(), &v) != 0)
       return Status::IOError("statfs " + c.hot_path, errno);
     const uint64_t reserve =
         c.hot_reserve_bytes.value_or(SpaceGuard::DefaultReserve(uint64_t{v.f_blocks} * v.f_frsize));
-    space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve,
+    space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve, sb_.segment_size,
                                           [path = c.hot_path]() -> Result<uint64_t> {
                                             struct statvfs sv;
                                             if (::statvfs(path.c_str(), &sv) != 0)
@@ -413,7 +413,7 @@ Result<FsStats> Filesystem::StatFs() {
   uint64_t total = uint64_t{v.f_blocks} * v.f_frsize;
   uint64_t avail = uint64_t{v.f_bavail} * v.f_frsize;
   // What applications may still write: the reserve is not theirs (fs/space_guard.h).
-  if (space_) avail = avail > space_->reserve() ? avail - space_->reserve() : 0;
+  if (space_) avail = avail > space_->floor() ? avail - space_->floor() : 0;
   uint64_t free_bytes = uint64_t{v.f_bfree} * v.f_frsize;
   st.blocks = total / st.block_size;
   st.blocks_free = free_bytes / st.block_size;

@@ -8,11 +8,14 @@
 // written, nothing changed, the filesystem stays healthy) once the free space would fall
 // below it, while everything that frees space or only rewrites metadata goes on into it.
 //
-// The free space is read with statvfs only when the bytes admitted since the last reading
-// have used up half of what was then above the reserve, so a write costs a subtraction, and
-// the readings get closer together as the disk fills. Bytes are counted as written by the
-// application (before compression), an overestimate. Space freed by others is seen at the
-// next reading; a refusal always reads again, so writes resume as soon as space is back.
+// The guard keeps `reserve + slack` free, where the slack is what the journal may take at once
+// without asking (it preallocates a whole segment when it starts one), so the reserve itself
+// is there when it is needed. The free space is read with statvfs only when the bytes admitted
+// since the last reading have used up half of what was then above that floor, so a write costs
+// a subtraction, and the readings get closer together as the disk fills. Callers count bytes
+// generously (a write as at least a whole chunk, before compression; a new name as 4 KiB).
+// Space freed by others is seen at the next reading; a refusal always reads again, so writes
+// resume as soon as space is back.
 //
 // Thread-safe.
 #pragma once
@@ -30,18 +33,22 @@ class SpaceGuard {
  public:
   // `free_bytes` reads the space available to strata on the hot tier's filesystem
   // (statvfs f_bavail * f_frsize); `path` names it in messages.
-  SpaceGuard(std::string path, uint64_t reserve, std::function<Result<uint64_t>()> free_bytes);
+  SpaceGuard(std::string path, uint64_t reserve, uint64_t slack,
+             std::function<Result<uint64_t>()> free_bytes);
 
   // Whether `bytes` more may be written: OK, or ENOSPC when they would leave less than the
   // reserve free (or the free space cannot be read: the error is returned).
   Status Admit(uint64_t bytes);
   uint64_t reserve() const { return reserve_; }
+  // What is kept free: reserve + slack. statfs shows only the space above it as available.
+  uint64_t floor() const { return reserve_ + slack_; }
   // The default reserve of a hot tier on a filesystem of `total` bytes: min(1 GiB, 5%).
   static uint64_t DefaultReserve(uint64_t total);
 
  private:
   const std::string path_;
   const uint64_t reserve_;
+  const uint64_t slack_;
   const std::function<Result<uint64_t>()> free_bytes_;
   std::mutex mu_;
   uint64_t headroom_ = 0;  // bytes that may be admitted before the next reading

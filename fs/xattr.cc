@@ -102,13 +102,15 @@ Status Filesystem::SetXattr(uint64_t ino, const std::string& name, std::string_v
   ASSIGN_OR_RETURN(auto existing, GetXattrLocked(ino, name));
   if ((flags & XATTR_CREATE) && existing) return Status::Posix(EEXIST);
   if ((flags & XATTR_REPLACE) && !existing) return Status::Posix(ENODATA);
-  RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes + value.size()));
+  // An access ACL is a mode change at most (chmod is never refused), the rest new bytes.
   if (name == kAclAccess) return ApplyAccessAclLocked(*row, value);
   if (name == kAclDefault) {
     if (!S_ISDIR(row->mode)) return Status::Posix(EACCES);
     ASSIGN_OR_RETURN(Acl acl, Acl::Parse(value));
+    RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes + value.size()));
     return PutXattrLocked(ino, name, acl.Encode());
   }
+  RETURN_IF_ERROR(AdmitNewBytes(kNewEntryBytes + value.size()));
   return PutXattrLocked(ino, name, value);
 }
 

@@ -14,8 +14,8 @@ struct FakeDisk {
   uint64_t free = 0;
   int reads = 0;
   Status error;
-  SpaceGuard Guard(uint64_t reserve) {
-    return SpaceGuard("/hot", reserve, [this]() -> Result<uint64_t> {
+  SpaceGuard Guard(uint64_t reserve, uint64_t slack = 0) {
+    return SpaceGuard("/hot", reserve, slack, [this]() -> Result<uint64_t> {
       reads++;
       RETURN_IF_ERROR(error);
       return free;
@@ -39,7 +39,9 @@ TEST(SpaceGuardTest, AdmitsAboveTheReserveAndRefusesIntoIt) {
   EXPECT_EQ(admitted, 90 * kMiB) << "everything above the reserve, and nothing of it";
   EXPECT_LT(disk.reads, 12)
       << "free space is read when half of what was left is used, not per write";
+  const int reads = disk.reads;
   EXPECT_EQ(g.Admit(1).ToErrno(), ENOSPC) << "a refused guard reads again, and refuses again";
+  EXPECT_EQ(disk.reads, reads + 1);
 }
 
 TEST(SpaceGuardTest, WritesResumeOnceSpaceIsFreed) {
@@ -50,6 +52,15 @@ TEST(SpaceGuardTest, WritesResumeOnceSpaceIsFreed) {
   disk.free = 30 * kMiB;  // files deleted, segments freed
   EXPECT_TRUE(g.Admit(4096).ok());
   EXPECT_TRUE(g.Admit(5 * kMiB).ok());
+}
+
+TEST(SpaceGuardTest, TheSlackIsKeptBesidesTheReserve) {
+  FakeDisk disk;
+  disk.free = 20 * kMiB;
+  SpaceGuard g = disk.Guard(8 * kMiB, 4 * kMiB);  // a journal segment preallocated at once
+  EXPECT_EQ(g.floor(), 12 * kMiB);
+  EXPECT_EQ(g.Admit(9 * kMiB).ToErrno(), ENOSPC);
+  EXPECT_TRUE(g.Admit(8 * kMiB).ok());
 }
 
 TEST(SpaceGuardTest, ALargerRequestThanWhatIsLeftIsRefusedWhole) {
