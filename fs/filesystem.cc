@@ -52,6 +52,13 @@ Result<std::unique_ptr<journal::Journal>> OpenJournal(const Config& c, Env* env,
   return journal::Journal::Open(o);
 }
 
+// Space on `path`'s filesystem available to strata (statvfs f_bavail).
+Result<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs v;
+  if (::statvfs(path.c_str(), &v) != 0) return Status::IOError("statfs " + path, errno);
+  return uint64_t{v.f_bavail} * v.f_frsize;
+}
+
 }  // namespace
 
 Filesystem::Filesystem(const Config& config, Env* env) : config_(config), env_(env) {}
@@ -212,12 +219,13 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
     const uint64_t reserve =
         c.hot_reserve_bytes.value_or(SpaceGuard::DefaultReserve(uint64_t{v.f_blocks} * v.f_frsize));
     space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve, sb_.segment_size,
-                                          [path = c.hot_path]() -> Result<uint64_t> {
-                                            struct statvfs sv;
-                                            if (::statvfs(path.c_str(), &sv) != 0)
-                                              return Status::IOError("statfs " + path, errno);
-                                            return uint64_t{sv.f_bavail} * sv.f_frsize;
-                                          });
+                                          [path = c.hot_path] { return FreeBytes(path); });
+    const uint64_t free = uint64_t{v.f_bavail} * v.f_frsize;
+    if (free < space_->floor())
+      log::Warn(
+          "hot tier {}: {} MiB free, below the {} MiB kept free (reserve {} MiB and one journal "
+          "segment): new file data and new files get ENOSPC until space is freed",
+          c.hot_path, free >> 20, space_->floor() >> 20, reserve >> 20);
   }
   memory_ = ChunkMemory::Make(sb_.chunk_size, c.chunk_cache_bytes);
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);

@@ -1,8 +1,9 @@
 // A full hot tier: the hot tier is a 48 MiB tmpfs with an 8 MiB reserve and 4 MiB journal
 // segments (12 MiB kept free). PACS-like files are written and fsynced until the disk refuses
-// one, then empty files until a name is refused; the administrator's way out must then work
-// through the mount: every acknowledged file reads back, deleting files works, a tiering pass
-// frees what they held, writing resumes, and the filesystem mounts again with everything.
+// one, then empty files until a name is refused; the filesystem must still mount, and the
+// administrator's way out must work through the mount: every acknowledged file reads back,
+// deleting files works, a tiering pass frees what they held, writing resumes, and the
+// filesystem mounts again with everything.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -97,6 +98,12 @@ TEST_F(FullDiskTest, AFullHotTierRefusesNewDataAndRecoversThroughTheMount) {
       << "df shows what applications can still write, not the 12 MiB kept free";
   EXPECT_GE(uint64_t{hot.f_bavail} * hot.f_frsize, uint64_t{6} << 20)
       << "the reserve stays free on the disk";
+  // It mounts at the floor (the replay and the mount's own writes go into the reserve), and
+  // says why writes will be refused.
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  EXPECT_NE(DaemonLog().find("kept free (reserve 8 MiB and one journal segment)"),
+            std::string::npos)
+      << DaemonLog();
   for (int i = 0; i < names; i++) {
     const std::string p = mnt() + "/empty" + std::to_string(i);
     ASSERT_EQ(i % 2 ? unlink(p.c_str()) : rmdir(p.c_str()), 0) << p << ": " << strerror(errno);
