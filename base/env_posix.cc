@@ -298,13 +298,19 @@ std::string JoinPath(const std::string& a, const std::string& b) {
 
 Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data) {
   std::string tmp = path + ".tmp";
-  {
+  Status s = [&]() -> Status {
     ASSIGN_OR_RETURN(auto f, env->OpenFile(tmp, OpenMode::kCreate));
     RETURN_IF_ERROR(f->Truncate(0));
     RETURN_IF_ERROR(f->Write(0, data));
     RETURN_IF_ERROR(f->Sync());
+    return Status::OK();
+  }();
+  if (s.ok()) s = env->RenameFile(tmp, path);
+  if (!s.ok()) {
+    // A full disk, say: leave no half-written temp file behind (the old file is untouched).
+    env->RemoveFile(tmp).IgnoreError();
+    return s;
   }
-  RETURN_IF_ERROR(env->RenameFile(tmp, path));
   return env->SyncDir(DirName(path));
 }
 

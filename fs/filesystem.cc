@@ -52,6 +52,16 @@ Result<std::unique_ptr<journal::Journal>> OpenJournal(const Config& c, Env* env,
   return journal::Journal::Open(o);
 }
 
+// A mount that failed because the hot tier's disk is full (filled by another program: strata
+// keeps its reserve) says what to do about it.
+Status WhenFull(const Status& s, const std::string& hot) {
+  if (s.ok() || (s.ToErrno() != ENOSPC && s.ToString().find("disk is full") == std::string::npos))
+    return s;
+  return s.WithContext("the filesystem of the hot tier " + hot +
+                       " is full: free space on it and mount again (nothing acknowledged is "
+                       "lost: the journal is replayed then)");
+}
+
 // Space on `path`'s filesystem available to strata (statvfs f_bavail).
 Result<uint64_t> FreeBytes(const std::string& path) {
   struct statvfs v;
@@ -208,7 +218,7 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   if (!read_only_) {
     // A new writer epoch, durable before the first seal: nonces never repeat.
     sb_.epoch++;
-    RETURN_IF_ERROR(WriteSuperblock(env_, SuperblockPath(c), sb_));
+    RETURN_IF_ERROR(WhenFull(WriteSuperblock(env_, SuperblockPath(c), sb_), c.hot_path));
   }
   nonces_ = std::make_unique<crypto::NonceSequence>(sb_.epoch);
   codec_ = std::make_unique<RecordCodec>(&keys_->aead(), nonces_.get(), sb_.uuid);
@@ -231,7 +241,7 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);
   ASSIGN_OR_RETURN(journal_, OpenJournal(c, env_, sb_, read_only_));
   ASSIGN_OR_RETURN(meta_, meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, read_only_));
-  RETURN_IF_ERROR(Replay());
+  RETURN_IF_ERROR(WhenFull(Replay(), c.hot_path));
   if (!read_only_) RETURN_IF_ERROR(CleanOrphans());
   return OpenTiers();
 }

@@ -131,5 +131,36 @@ TEST_F(FullDiskTest, AFullHotTierRefusesNewDataAndRecoversThroughTheMount) {
   ASSERT_NO_FATAL_FAILURE(ExpectContents(written, "after a remount"));
 }
 
+// Another program fills the disk while the filesystem is unmounted: the mount is refused with
+// a message that says what to do, changes nothing, and mounts with every file once there is room.
+TEST_F(FullDiskTest, ADiskFilledByAnotherProgramRefusesTheMountAndLosesNothing) {
+  std::vector<std::pair<std::string, std::string>> written;
+  for (uint32_t i = 0; i < 3; i++) {
+    written.emplace_back(mnt() + "/img" + std::to_string(i) + ".dcm", Incompressible(2 << 20, i));
+    ASSERT_EQ(WriteFsynced(written.back().first, written.back().second), 0);
+  }
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  const std::string filler = hot() + "/filler";
+  {
+    int fd = open(filler.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    std::string block(1 << 20, 'x');
+    while (write(fd, block.data(), block.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    close(fd);
+  }
+  MountAttempt refused = TryMount();
+  ASSERT_TRUE(refused.exited) << "mounted on a full disk?\n" << refused.log;
+  EXPECT_NE(refused.log.find("is full: free space on it and mount again"), std::string::npos)
+      << refused.log;
+  struct stat st;
+  EXPECT_NE(stat((hot() + "/superblock.tmp").c_str(), &st), 0) << "no temp file is left behind";
+
+  ASSERT_EQ(unlink(filler.c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_NO_FATAL_FAILURE(ExpectContents(written, "after the disk was freed"));
+}
+
 }  // namespace
 }  // namespace strata::it
