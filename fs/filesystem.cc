@@ -422,6 +422,13 @@ Status Filesystem::ApplyLocked(const meta::Op& op, uint64_t lsn) {
   return s;
 }
 
+Status Filesystem::AdmitNewBytes(uint64_t bytes) {
+  if (!space_) return Status::OK();
+  Status s = space_->Admit(bytes);
+  if (s.ToErrno() == ENOSPC) KickTiering();
+  return s;
+}
+
 Result<FsStats> Filesystem::StatFs() {
   struct statvfs v;
   if (::statvfs(config_.hot_path.c_str(), &v) != 0)

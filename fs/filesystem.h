@@ -271,7 +271,8 @@ class Filesystem {
   Status ApplyLocked(const meta::Op& op, uint64_t lsn);
   Status CheckWritable() const;
   // ENOSPC when `bytes` more would eat into the hot tier's reserve (fs/space_guard.h).
-  Status AdmitNewBytes(uint64_t bytes) { return space_ ? space_->Admit(bytes) : Status::OK(); }
+  // A refusal asks for a background pass, which frees what deletes have emptied.
+  Status AdmitNewBytes(uint64_t bytes);
   // What a new name (or an xattr) is counted as: its record and its database rows.
   static constexpr uint64_t kNewEntryBytes = 4096;
   Result<Attr> AttrLocked(uint64_t ino);
@@ -342,6 +343,9 @@ class Filesystem {
   void StartTiering();
   void StopTiering();
   void TieringLoop();
+  // Asks the background loop for a pass now (no-op without one). Takes tiering_mu_: callers
+  // may hold mu_ or an inode's mu, never tiering_mu_.
+  void KickTiering();
   // The tier holding placement segment `segment` ("" for a journal segment). REQUIRES: mu_.
   std::string TierOfLocked(uint64_t segment) const;
   // Whether a segment is on a cold tier (not a journal or hot placement segment). Same lock.
@@ -446,6 +450,10 @@ class Filesystem {
   std::string policy_error_;
   TieringStatus status_;  // pass_running, progress, last pass, backlog
   bool tiering_stop_ = false;
+  // The hot tier is at its reserve: the background loop runs a pass soon (it frees the
+  // segments that deletes emptied), at most one per kKickedPassGapMs.
+  bool tiering_kick_ = false;
+  static constexpr int64_t kKickedPassGapMs = 2000;
   bool background_tiering_ = true;
   bool null_data_ = false;  // OpenOptions::null_data
   std::thread tierer_;

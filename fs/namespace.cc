@@ -369,6 +369,8 @@ Status Filesystem::RemoveEntry(uint64_t parent, const std::string& name, bool di
   op.ino = e->ino;
   op.ctime = Now();
   RETURN_IF_ERROR(LogLocked(op));
+  // At the reserve, what the file held comes back at the next pass: ask for one.
+  if (space_ && space_->refusing()) KickTiering();
   return MaybeDeleteLocked(e->ino);
 }
 

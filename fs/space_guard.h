@@ -42,6 +42,11 @@ class SpaceGuard {
   uint64_t reserve() const { return reserve_; }
   // What is kept free: reserve + slack. statfs shows only the space above it as available.
   uint64_t floor() const { return reserve_ + slack_; }
+  // Whether the last reading was below the floor (new data is being refused).
+  bool refusing() {
+    std::lock_guard<std::mutex> l(mu_);
+    return refusing_;
+  }
   // The default reserve of a hot tier on a filesystem of `total` bytes: min(1 GiB, 5%).
   static uint64_t DefaultReserve(uint64_t total);
 

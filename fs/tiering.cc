@@ -697,12 +697,32 @@ void Filesystem::StopTiering() {
   fetchers_.clear();
 }
 
+void Filesystem::KickTiering() {
+  {
+    std::lock_guard<std::mutex> l(tiering_mu_);
+    tiering_kick_ = true;
+  }
+  tiering_cv_.notify_all();
+}
+
 void Filesystem::TieringLoop() {
   int64_t wait_ms = config_.policy_interval_ms;
+  int64_t last_start_ms = -kKickedPassGapMs;
+  auto now_ms = [&] { return Now() / 1000000; };
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
-    tiering_cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [&] { return tiering_stop_; });
+    tiering_cv_.wait_for(l, std::chrono::milliseconds(wait_ms),
+                         [&] { return tiering_stop_ || tiering_kick_; });
     if (tiering_stop_) return;
+    if (tiering_kick_) {
+      // Each pass scans the namespace: kicks (a refused write each) get one per gap.
+      const int64_t early = last_start_ms + kKickedPassGapMs - now_ms();
+      if (early > 0 &&
+          tiering_cv_.wait_for(l, std::chrono::milliseconds(early), [&] { return tiering_stop_; }))
+        return;
+      tiering_kick_ = false;
+    }
+    last_start_ms = now_ms();
     l.unlock();
     auto r = Migrate(MigrateOptions{});
     // A tier that is down pauses migration; retry sooner than the schedule so it resumes by
