@@ -212,7 +212,7 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
   };
   std::vector<Dir> stack{{kRootIno, ""}};
   // With no rule and nothing to compact there is nothing to look for.
-  if (policy->rules().empty() && compact.empty()) stack.clear();
+  if ((policy->rules().empty() && compact.empty()) || o.reclaim_only) stack.clear();
   bool stop = false;
   while (!stack.empty() && !stop) {
     Dir d = std::move(stack.back());
@@ -706,30 +706,38 @@ void Filesystem::KickTiering() {
 }
 
 void Filesystem::TieringLoop() {
-  int64_t wait_ms = config_.policy_interval_ms;
-  int64_t last_start_ms = -kKickedPassGapMs;
   auto now_ms = [&] { return Now() / 1000000; };
+  int64_t next_full_ms = now_ms() + config_.policy_interval_ms;
+  int64_t last_kicked_ms = -kKickedPassGapMs;
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
-    tiering_cv_.wait_for(l, std::chrono::milliseconds(wait_ms),
+    tiering_cv_.wait_for(l,
+                         std::chrono::milliseconds(std::max<int64_t>(0, next_full_ms - now_ms())),
                          [&] { return tiering_stop_ || tiering_kick_; });
     if (tiering_stop_) return;
-    if (tiering_kick_) {
-      // Each pass scans the namespace: kicks (a refused write each) get one per gap.
-      const int64_t early = last_start_ms + kKickedPassGapMs - now_ms();
+    const bool full = now_ms() >= next_full_ms;
+    if (!full) {
+      if (!tiering_kick_) continue;
+      // Kicks come with every refused write: one reclaim per gap is enough.
+      const int64_t early = last_kicked_ms + kKickedPassGapMs - now_ms();
       if (early > 0 &&
           tiering_cv_.wait_for(l, std::chrono::milliseconds(early), [&] { return tiering_stop_; }))
         return;
-      tiering_kick_ = false;
+      last_kicked_ms = now_ms();
     }
-    last_start_ms = now_ms();
+    tiering_kick_ = false;
     l.unlock();
-    auto r = Migrate(MigrateOptions{});
+    // A kicked pass only frees (a policy pass may move for hours before it frees anything);
+    // the scheduled passes keep their schedule.
+    MigrateOptions options;
+    options.reclaim_only = !full;
+    auto r = Migrate(options);
     // A tier that is down pauses migration; retry sooner than the schedule so it resumes by
     // itself when the tier returns.
-    bool retry = !r.ok() || !r->errors.empty();
-    wait_ms =
-        retry ? std::min<int64_t>(config_.policy_interval_ms, 60'000) : config_.policy_interval_ms;
+    const bool retry = !r.ok() || !r->errors.empty();
+    if (full)
+      next_full_ms = now_ms() + (retry ? std::min<int64_t>(config_.policy_interval_ms, 60'000)
+                                       : config_.policy_interval_ms);
     if (!r.ok())
       log::Error("filesystem {}: background migration: {}", sb_.name, r.status().ToString());
     else if (r->files_moved > 0 || !r->errors.empty())

@@ -44,6 +44,9 @@ struct MigrateOptions {
   std::function<void(const MigrateProgress&)> progress;
   // Set to stop the pass early (at the next file); what was moved stays moved.
   const std::atomic<bool>* cancel = nullptr;
+  // Only free what no file uses any more (segments emptied by deletes, journal segments): no
+  // scan of the namespace, no move, no compaction. What a full hot tier asks for.
+  bool reclaim_only = false;
 };
 
 // Per rule: the files the rule selects that are not (all) on its target tier yet.

@@ -662,6 +662,32 @@ std::string Incompressible(size_t n, uint32_t seed) {
   return s;
 }
 
+// What a full hot tier asks for: the segments deletes emptied are freed, and nothing else is
+// done (no scan, no move), however much the policy would move.
+TEST_F(TieringTest, AReclaimOnlyPassFreesWhatDeletesEmptiedAndMovesNothing) {
+  for (int i = 0; i < 8; i++)
+    CreateFile(kRootIno, Numbered("tmp", i), Incompressible(250000, static_cast<uint32_t>(i)));
+  for (int i = 0; i < 8; i++) ASSERT_TRUE(fs_->Unlink(kRootIno, Numbered("tmp", i)).ok());
+  int64_t old = Env::Default()->NowNanos() - 200 * kDay;
+  uint64_t studies = Mkdir(kRootIno, "studies");
+  std::vector<std::pair<uint64_t, std::string>> files;
+  for (int i = 0; i < 4; i++) {
+    std::string d = Incompressible(250000, static_cast<uint32_t>(50 + i));
+    files.emplace_back(CreateFile(studies, Numbered("f", i), d, old), d);
+  }
+  MigrateOptions o;
+  o.reclaim_only = true;
+  MigrateReport r = MustMigrate(o);
+  EXPECT_TRUE(r.errors.empty()) << r.errors.front();
+  EXPECT_EQ(r.files_scanned, 0u);
+  EXPECT_EQ(r.files_moved, 0u) << "the old studies stay for the scheduled pass";
+  EXPECT_GE(r.journal_segments_freed, 1u) << "2 MB of deleted files in 1 MiB segments";
+  for (const auto& [ino, d] : files) EXPECT_EQ(*ReadAll(ino), d);
+  Reopen();
+  for (const auto& [ino, d] : files) EXPECT_EQ(*ReadAll(ino), d);
+  EXPECT_EQ(MustMigrate().files_moved, 4u);
+}
+
 TEST_F(TieringTest, MigratedDataFreesItsJournalSegments) {
   int64_t old = Env::Default()->NowNanos() - 200 * kDay;
   uint64_t studies = Mkdir(kRootIno, "studies");
