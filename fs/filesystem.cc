@@ -230,12 +230,8 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
         c.hot_reserve_bytes.value_or(SpaceGuard::DefaultReserve(uint64_t{v.f_blocks} * v.f_frsize));
     space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve, sb_.segment_size,
                                           [path = c.hot_path] { return FreeBytes(path); });
-    const uint64_t free = uint64_t{v.f_bavail} * v.f_frsize;
-    if (free < space_->floor())
-      log::Warn(
-          "hot tier {}: {} MiB free, below the {} MiB kept free (reserve {} MiB and one journal "
-          "segment): new file data and new files get ENOSPC until space is freed",
-          c.hot_path, free >> 20, space_->floor() >> 20, reserve >> 20);
+    // Mounted at the floor: say so now, and let the first delete ask for a reclaim.
+    if (Status s = space_->Check(); !s.ok() && s.ToErrno() != ENOSPC) return s;
   }
   memory_ = ChunkMemory::Make(sb_.chunk_size, c.chunk_cache_bytes);
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);

@@ -24,9 +24,18 @@ Status SpaceGuard::Admit(uint64_t bytes) {
     headroom_ -= bytes;
     return Status::OK();
   }
+  return ReadAndAdmitLocked(bytes);
+}
+
+Status SpaceGuard::Check() {
+  std::lock_guard<std::mutex> l(mu_);
+  return ReadAndAdmitLocked(0);
+}
+
+Status SpaceGuard::ReadAndAdmitLocked(uint64_t bytes) {
   ASSIGN_OR_RETURN(uint64_t free, free_bytes_());
   const uint64_t above = free > floor() ? free - floor() : 0;
-  if (bytes > above) {
+  if (free < floor() || bytes > above) {
     headroom_ = 0;
     if (!refusing_) {
       refusing_ = true;

@@ -39,6 +39,9 @@ class SpaceGuard {
   // Whether `bytes` more may be written: OK, or ENOSPC when they would leave less than the
   // reserve free (or the free space cannot be read: the error is returned).
   Status Admit(uint64_t bytes);
+  // Reads the free space now: OK, or ENOSPC (logged) when it is below the floor. A mount calls
+  // it, so that a filesystem mounted at its reserve knows it from the start.
+  Status Check();
   uint64_t reserve() const { return reserve_; }
   // What is kept free: reserve + slack. statfs shows only the space above it as available.
   uint64_t floor() const { return reserve_ + slack_; }
@@ -55,6 +58,8 @@ class SpaceGuard {
   const uint64_t reserve_;
   const uint64_t slack_;
   const std::function<Result<uint64_t>()> free_bytes_;
+  Status ReadAndAdmitLocked(uint64_t bytes);
+
   std::mutex mu_;
   uint64_t headroom_ = 0;  // bytes that may be admitted before the next reading
   bool refusing_ = false;  // the last reading was below the reserve (logged once)

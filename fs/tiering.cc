@@ -155,6 +155,8 @@ Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
   auto r = MigrateLocked(options);
   std::lock_guard<std::mutex> l(tiering_mu_);
   status_.pass_running = false;
+  // A reclaim at the reserve says nothing of the policy's backlog: the last real pass stands.
+  if (options.reclaim_only) return r;
   status_.last_pass_end_ns = Now();
   if (r.ok()) {
     const MigrateReport& rep = *r;
@@ -180,7 +182,11 @@ Result<MigrateReport> Filesystem::Migrate(const MigrateOptions& options) {
 Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
   const int64_t start = Now();
   const int64_t now = o.now_ns != 0 ? o.now_ns : start;
-  ASSIGN_OR_RETURN(auto policy, CurrentPolicy(/*reload=*/true));
+  // A reclaim needs no policy: a broken policy file must not keep a full disk full.
+  std::shared_ptr<const tiering::Policy> policy = std::make_shared<const tiering::Policy>();
+  if (!o.reclaim_only) {
+    ASSIGN_OR_RETURN(policy, CurrentPolicy(/*reload=*/true));
+  }
   MigrateReport report;
   report.dry_run = o.dry_run;
   for (const auto& rule : policy->rules()) report.rules.push_back({rule.name, rule.to, 0, 0});
@@ -203,7 +209,10 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
     RETURN_IF_ERROR(RecoverPlacements(&report));
   }
   tick("scanning", true);
-  ASSIGN_OR_RETURN(CompactSet compact, CompactionCandidates(&report));
+  CompactSet compact;
+  if (!o.reclaim_only) {
+    ASSIGN_OR_RETURN(compact, CompactionCandidates(&report));
+  }
 
   Builders builders;
   struct Dir {
@@ -212,7 +221,7 @@ Result<MigrateReport> Filesystem::MigrateLocked(const MigrateOptions& o) {
   };
   std::vector<Dir> stack{{kRootIno, ""}};
   // With no rule and nothing to compact there is nothing to look for.
-  if ((policy->rules().empty() && compact.empty()) || o.reclaim_only) stack.clear();
+  if (policy->rules().empty() && compact.empty()) stack.clear();
   bool stop = false;
   while (!stack.empty() && !stop) {
     Dir d = std::move(stack.back());
@@ -706,24 +715,23 @@ void Filesystem::KickTiering() {
 }
 
 void Filesystem::TieringLoop() {
-  auto now_ms = [&] { return Now() / 1000000; };
-  int64_t next_full_ms = now_ms() + config_.policy_interval_ms;
-  int64_t last_kicked_ms = -kKickedPassGapMs;
+  // The schedule runs on the steady clock: a step of the wall clock moves no pass.
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::milliseconds(config_.policy_interval_ms);
+  const auto gap = std::chrono::milliseconds(kKickedPassGapMs);
+  auto next_full = Clock::now() + interval;
+  auto next_kicked = Clock::now();  // the earliest time a kick may run a reclaim
   std::unique_lock<std::mutex> l(tiering_mu_);
   for (;;) {
-    tiering_cv_.wait_for(l,
-                         std::chrono::milliseconds(std::max<int64_t>(0, next_full_ms - now_ms())),
-                         [&] { return tiering_stop_ || tiering_kick_; });
+    tiering_cv_.wait_until(l, next_full, [&] { return tiering_stop_ || tiering_kick_; });
     if (tiering_stop_) return;
-    const bool full = now_ms() >= next_full_ms;
+    const bool full = Clock::now() >= next_full;
     if (!full) {
       if (!tiering_kick_) continue;
       // Kicks come with every refused write: one reclaim per gap is enough.
-      const int64_t early = last_kicked_ms + kKickedPassGapMs - now_ms();
-      if (early > 0 &&
-          tiering_cv_.wait_for(l, std::chrono::milliseconds(early), [&] { return tiering_stop_; }))
+      if (tiering_cv_.wait_until(l, std::min(next_kicked, next_full),
+                                 [&] { return tiering_stop_; }))
         return;
-      last_kicked_ms = now_ms();
     }
     tiering_kick_ = false;
     l.unlock();
@@ -733,13 +741,17 @@ void Filesystem::TieringLoop() {
     options.reclaim_only = !full;
     auto r = Migrate(options);
     // A tier that is down pauses migration; retry sooner than the schedule so it resumes by
-    // itself when the tier returns.
+    // itself when the tier returns. A reclaim that failed waits a minute, not the gap.
     const bool retry = !r.ok() || !r->errors.empty();
     if (full)
-      next_full_ms = now_ms() + (retry ? std::min<int64_t>(config_.policy_interval_ms, 60'000)
-                                       : config_.policy_interval_ms);
+      next_full =
+          Clock::now() + (retry ? std::min<Clock::duration>(interval, std::chrono::minutes(1))
+                                : Clock::duration(interval));
+    else
+      next_kicked = Clock::now() + (retry ? Clock::duration(std::chrono::minutes(1)) : gap);
     if (!r.ok())
-      log::Error("filesystem {}: background migration: {}", sb_.name, r.status().ToString());
+      log::Error("filesystem {}: background {}: {}", sb_.name, full ? "migration" : "reclaim",
+                 r.status().ToString());
     else if (r->files_moved > 0 || !r->errors.empty())
       log::Info("filesystem {}: background migration moved {} files ({} bytes){}", sb_.name,
                 r->files_moved, r->bytes_moved,
