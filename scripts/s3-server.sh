@@ -91,6 +91,12 @@ stop_daemon() {
       kill -KILL "$pid" 2>/dev/null || true
       while daemon_pid "$name" >/dev/null; do sleep 0.05; done
     fi
+    # The thread-group leader turns zombie before its other threads have exited, and they
+    # hold its sockets: wait for them too, or a restart on the same port may find it taken.
+    for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
+      [[ "$(ls "/proc/$pid/task" 2>/dev/null | wc -l)" -le 1 ]] && break
+      sleep 0.05
+    done
   fi
   rm -f "$RUN/$name.pid"
 }
