@@ -235,10 +235,16 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   }
   memory_ = ChunkMemory::Make(sb_.chunk_size, c.chunk_cache_bytes);
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);
-  ASSIGN_OR_RETURN(journal_, OpenJournal(c, env_, sb_, read_only_));
-  ASSIGN_OR_RETURN(meta_, meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, read_only_));
+  // Recovery writes (a torn tail cut, the replay's transaction, orphans deleted): a disk that
+  // another program filled fails them, and the message says what to do.
+  auto journal = OpenJournal(c, env_, sb_, read_only_);
+  if (!journal.ok()) return WhenFull(journal.status(), c.hot_path);
+  journal_ = std::move(journal).value();
+  auto meta = meta::MetaStore::Open(MetaPath(c), sb_.chunk_size, false, read_only_);
+  if (!meta.ok()) return WhenFull(meta.status(), c.hot_path);
+  meta_ = std::move(meta).value();
   RETURN_IF_ERROR(WhenFull(Replay(), c.hot_path));
-  if (!read_only_) RETURN_IF_ERROR(CleanOrphans());
+  if (!read_only_) RETURN_IF_ERROR(WhenFull(CleanOrphans(), c.hot_path));
   return OpenTiers();
 }
 

@@ -342,7 +342,11 @@ Status Filesystem::MaybeDeleteLocked(uint64_t ino) {
   meta::Op op;
   op.kind = meta::OpKind::kDeleteInode;
   op.ino = ino;
-  return LogLocked(op);
+  RETURN_IF_ERROR(LogLocked(op));
+  // At the reserve, what the file held comes back at the next reclaim: ask for one now (an
+  // unlink, a rename over it, or its last close).
+  if (space_ && space_->refusing()) KickTiering();
+  return Status::OK();
 }
 
 Status Filesystem::RemoveEntry(uint64_t parent, const std::string& name, bool dir) {
@@ -369,8 +373,6 @@ Status Filesystem::RemoveEntry(uint64_t parent, const std::string& name, bool di
   op.ino = e->ino;
   op.ctime = Now();
   RETURN_IF_ERROR(LogLocked(op));
-  // At the reserve, what the file held comes back at the next pass: ask for one.
-  if (space_ && space_->refusing()) KickTiering();
   return MaybeDeleteLocked(e->ino);
 }
 
