@@ -12,12 +12,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "tests/integration/fs_ops.h"
 #include "tests/integration/mount_fixture.h"
 
 namespace strata::it {
@@ -32,13 +32,20 @@ class FullDiskTest : public MountFixture {
   }
 
   static std::string Incompressible(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (size_t i = 0; i < n; i += 4) {
-      uint32_t v = rng();
-      std::memcpy(&s[i], &v, std::min<size_t>(4, n - i));
-    }
-    return s;
+    return MakeData(seed, n, DataKind::kRandom);
+  }
+
+  // Free space on the hot tier's tmpfs.
+  uint64_t HotFree() const {
+    struct statvfs v;
+    return statvfs(hot().c_str(), &v) == 0 ? uint64_t{v.f_bavail} * v.f_frsize : 0;
+  }
+  // Polls (60 s deadline) until the hot tier has `bytes` free: a reclaim ran.
+  bool WaitForHotFree(uint64_t bytes) const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (HotFree() < bytes && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return HotFree() >= bytes;
   }
 
   // Creates, writes, fsyncs and closes; returns 0 or the errno of the first call that failed.
@@ -122,14 +129,9 @@ TEST_F(FullDiskTest, AFullHotTierRefusesNewDataAndRecoversThroughTheMount) {
   // Deleting at the reserve (known since the remount) asks for a reclaim, which frees the
   // emptied segments: no command, and no write needed to trigger it. Polled, 60 s deadline,
   // until the 4 MiB written next fits above the 12 MiB kept free.
-  auto hot_free = [&] {
-    struct statvfs sv;
-    return statvfs(this->hot().c_str(), &sv) == 0 ? uint64_t{sv.f_bavail} * sv.f_frsize : 0;
-  };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (hot_free() < (uint64_t{18} << 20) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(hot_free(), uint64_t{18} << 20) << "the deletes were not freed\n" << DaemonLog();
+  ASSERT_TRUE(WaitForHotFree(uint64_t{18} << 20))
+      << "the deletes were not freed: " << HotFree() << " bytes free\n"
+      << DaemonLog();
   std::string after = Incompressible(4 << 20, 1000);
   ASSERT_EQ(WriteFsynced(mnt() + "/after.dcm", after), 0) << "writing resumes";
   EXPECT_NE(DaemonLog().find("writes resume"), std::string::npos) << DaemonLog();
@@ -153,15 +155,10 @@ TEST_F(FullDiskTest, AFileDeletedAtItsLastCloseIsReclaimedAtTheReserve) {
     refused = WriteFsynced(mnt() + "/img" + std::to_string(i) + ".dcm", Incompressible(1 << 20, i));
   ASSERT_EQ(refused, ENOSPC);
   ASSERT_EQ(unlink(big.c_str()), 0) << strerror(errno);
-  auto hot_free = [&] {
-    struct statvfs sv;
-    return statvfs(this->hot().c_str(), &sv) == 0 ? uint64_t{sv.f_bavail} * sv.f_frsize : 0;
-  };
   ASSERT_EQ(close(fd), 0);  // the inode goes now, and asks for a reclaim
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (hot_free() < (uint64_t{20} << 20) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(hot_free(), uint64_t{20} << 20) << "the closed file was not freed\n" << DaemonLog();
+  ASSERT_TRUE(WaitForHotFree(uint64_t{20} << 20))
+      << "the closed file was not freed: " << HotFree() << " bytes free\n"
+      << DaemonLog();
 }
 
 // Another program fills the disk while the filesystem is unmounted: the mount is refused with
