@@ -39,6 +39,17 @@ class File {
   // Reserves space (fallocate keep-size). Filesystems without fallocate (NFS, SMB) are fine.
   virtual Status Preallocate(uint64_t offset, uint64_t len) = 0;
   virtual const std::string& path() const = 0;
+
+  // Asks that later Write and WriteAndSync calls bypass the page cache (O_DIRECT), for a file
+  // written front to back whose readers stop at its logical end (a journal segment): filling
+  // fresh page-cache pages is what an append costs most, and nothing rereads them soon. Writes
+  // then go out in whole blocks of kDirectBlock bytes, so the file may grow to the next block
+  // boundary past its highest write, the bytes in between reading as zeros; every byte below
+  // that write keeps its meaning. Returns false, changing nothing, where this File or its
+  // filesystem cannot (no O_DIRECT); a filesystem that refuses a direct write later (EINVAL)
+  // gets that write and the later ones through the page cache instead.
+  virtual bool EnableDirectWrites() { return false; }
+  static constexpr size_t kDirectBlock = 4096;
 };
 
 // An advisory exclusive lock held for the life of the object.

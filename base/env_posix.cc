@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -14,6 +16,7 @@
 #include <set>
 
 #include "base/env.h"
+#include "base/logging.h"
 
 namespace strata {
 namespace {
@@ -39,10 +42,74 @@ class Ring {
   bool ok_ = false;
 };
 
+// Submits a write of n bytes at `off` through wfd linked to an fdatasync of sfd as one
+// io_uring batch (one syscall for a group commit). *written gets the bytes the write took (a
+// short write, e.g. on a full disk, leaves the rest and the sync to the caller). False if this
+// thread has no ring (the caller then writes and syncs the plain way).
+bool RingWriteAndSync(int wfd, int sfd, const char* p, size_t n, uint64_t off,
+                      const std::string& path, Status* status, size_t* written) {
+  // A ring is shared memory with the kernel: after fork() the child must not touch the
+  // parent's (both would advance the same queues), so each process makes its own.
+  thread_local std::unique_ptr<Ring> ring;
+  thread_local pid_t ring_pid = 0;
+  if (ring == nullptr || ring_pid != ::getpid()) {
+    (void)ring.release();  // an inherited ring belongs to the parent: leave it alone
+    ring = std::make_unique<Ring>();
+    ring_pid = ::getpid();
+  }
+  io_uring* r = ring->get();
+  io_uring_sqe* w = ring->ok() ? io_uring_get_sqe(r) : nullptr;
+  if (w == nullptr || n > (1u << 30)) return false;
+  *written = 0;
+  io_uring_prep_write(w, wfd, p, static_cast<unsigned>(n), off);
+  w->flags |= IOSQE_IO_LINK;
+  w->user_data = 1;
+  io_uring_sqe* s = io_uring_get_sqe(r);
+  if (s == nullptr) {
+    *status = Status::IOError("io_uring: no submission entry for " + path);
+    return true;
+  }
+  io_uring_prep_fsync(s, sfd, IORING_FSYNC_DATASYNC);
+  s->user_data = 2;
+  int sub = io_uring_submit_and_wait(r, 2);
+  if (sub < 0) {
+    *status = ErrnoStatus("io_uring submit for", path, -sub);
+    return true;
+  }
+  int write_res = 0, sync_res = 0;
+  for (int i = 0; i < 2; i++) {
+    io_uring_cqe* cqe = nullptr;
+    int rc;
+    do {  // a signal interrupts the wait, not the write and sync in flight: wait again
+      rc = io_uring_wait_cqe(r, &cqe);
+    } while (rc == -EINTR);
+    if (rc < 0) {
+      *status = ErrnoStatus("io_uring wait for", path, -rc);
+      return true;
+    }
+    (cqe->user_data == 1 ? write_res : sync_res) = cqe->res;
+    io_uring_cqe_seen(r, cqe);
+  }
+  if (write_res < 0) {
+    *status = Status::IOError("write " + path, -write_res);
+    return true;
+  }
+  *written = static_cast<size_t>(write_res);
+  if (*written < n) {  // the linked sync was cancelled; the caller finishes
+    *status = Status::OK();
+    return true;
+  }
+  *status = sync_res < 0 ? ErrnoStatus("fdatasync", path, -sync_res) : Status::OK();
+  return true;
+}
+
 class PosixFile final : public File {
  public:
   PosixFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  ~PosixFile() override { ::close(fd_); }
+  ~PosixFile() override {
+    ::close(fd_);
+    if (dfd_ >= 0) ::close(dfd_);
+  }
 
   Status Read(uint64_t offset, size_t n, char* scratch, size_t* got) override {
     size_t done = 0;
@@ -60,62 +127,24 @@ class PosixFile final : public File {
   }
 
   Status Write(uint64_t offset, std::string_view data) override {
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t r =
-          ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoStatus("write", path_, errno);
-      }
-      done += static_cast<size_t>(r);
-    }
-    return Status::OK();
+    if (dfd_ >= 0) return DirectWrite(offset, data, /*sync=*/false);
+    return BufferedWrite(offset, data);
   }
 
   Status WriteAndSync(uint64_t offset, std::string_view data) override {
-    // A ring is shared memory with the kernel: after fork() the child must not touch the
-    // parent's (both would advance the same queues), so each process makes its own.
-    thread_local std::unique_ptr<Ring> ring;
-    thread_local pid_t ring_pid = 0;
-    if (ring == nullptr || ring_pid != ::getpid()) {
-      (void)ring.release();  // an inherited ring belongs to the parent: leave it alone
-      ring = std::make_unique<Ring>();
-      ring_pid = ::getpid();
-    }
-    io_uring* r = ring->get();
-    io_uring_sqe* w = ring->ok() ? io_uring_get_sqe(r) : nullptr;
-    if (w == nullptr || data.size() > (1u << 30)) {
-      RETURN_IF_ERROR(Write(offset, data));
+    if (dfd_ >= 0) return DirectWrite(offset, data, /*sync=*/true);
+    Status s;
+    size_t written = 0;
+    if (!RingWriteAndSync(fd_, fd_, data.data(), data.size(), offset, path_, &s, &written)) {
+      RETURN_IF_ERROR(BufferedWrite(offset, data));
       return Sync();
     }
-    io_uring_prep_write(w, fd_, data.data(), static_cast<unsigned>(data.size()), offset);
-    w->flags |= IOSQE_IO_LINK;
-    w->user_data = 1;
-    io_uring_sqe* s = io_uring_get_sqe(r);
-    if (s == nullptr) return Status::IOError("io_uring: no submission entry for " + path_);
-    io_uring_prep_fsync(s, fd_, IORING_FSYNC_DATASYNC);
-    s->user_data = 2;
-    int sub = io_uring_submit_and_wait(r, 2);
-    if (sub < 0) return ErrnoStatus("io_uring submit for", path_, -sub);
-    int write_res = 0, sync_res = 0;
-    for (int i = 0; i < 2; i++) {
-      io_uring_cqe* cqe = nullptr;
-      int rc;
-      do {  // a signal interrupts the wait, not the write and sync in flight: wait again
-        rc = io_uring_wait_cqe(r, &cqe);
-      } while (rc == -EINTR);
-      if (rc < 0) return ErrnoStatus("io_uring wait for", path_, -rc);
-      (cqe->user_data == 1 ? write_res : sync_res) = cqe->res;
-      io_uring_cqe_seen(r, cqe);
-    }
-    if (write_res < 0) return ErrnoStatus("write", path_, -write_res);
-    if (static_cast<size_t>(write_res) < data.size()) {
+    RETURN_IF_ERROR(s);
+    if (written < data.size()) {
       // Short write (e.g. the disk filled mid-way): finish it, then sync, the plain way.
-      RETURN_IF_ERROR(Write(offset + write_res, data.substr(write_res)));
+      RETURN_IF_ERROR(BufferedWrite(offset + written, data.substr(written)));
       return Sync();
     }
-    if (sync_res < 0) return ErrnoStatus("fdatasync", path_, -sync_res);
     return Status::OK();
   }
 
@@ -127,6 +156,8 @@ class PosixFile final : public File {
   Status Truncate(uint64_t size) override {
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
       return ErrnoStatus("truncate", path_, errno);
+    end_ = size;
+    tail_off_ = kNoTail;
     return Status::OK();
   }
 
@@ -146,9 +177,151 @@ class PosixFile final : public File {
 
   const std::string& path() const override { return path_; }
 
+  bool EnableDirectWrites() override {
+    if (dfd_ >= 0) return true;
+    struct stat st;
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    // The same open file, not whatever the path names now.
+    std::string self = "/proc/self/fd/" + std::to_string(fd_);
+    int fd = ::open(self.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) fd = ::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) return false;  // EINVAL: this filesystem has no O_DIRECT
+    dfd_ = fd;
+    end_ = static_cast<uint64_t>(st.st_size);
+    tail_off_ = kNoTail;
+    return true;
+  }
+
  private:
+  static constexpr uint64_t kNoTail = ~uint64_t{0};
+  // The most a direct write stages at once; longer writes go out in pieces this size.
+  static constexpr size_t kMaxStage = 8u << 20;
+
+  Status BufferedWrite(uint64_t offset, std::string_view data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t r =
+          ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("write", path_, errno);
+      }
+      done += static_cast<size_t>(r);
+    }
+    return Status::OK();
+  }
+
+  // Copies the file's bytes [off, off + n) into dst: from the cached last block when it holds
+  // them (an append), else read back (a short read means zeros).
+  Status ReadExisting(uint64_t off, size_t n, char* dst) {
+    if (tail_off_ != kNoTail && off >= tail_off_ && off + n <= tail_off_ + kDirectBlock) {
+      std::memcpy(dst, tail_.get() + (off - tail_off_), n);
+      return Status::OK();
+    }
+    size_t got = 0;
+    RETURN_IF_ERROR(Read(off, n, dst, &got));
+    std::memset(dst + got, 0, n - got);
+    return Status::OK();
+  }
+
+  // Writes data at offset as whole blocks through dfd_: the block-aligned range around it, the
+  // bytes before and after it that the file already holds (below end_) copied in, zeros past
+  // end_. With sync, the last piece goes out linked to the fdatasync.
+  Status DirectWrite(uint64_t offset, std::string_view data, bool sync) {
+    const uint64_t stop = offset + data.size();
+    const uint64_t first = offset & ~uint64_t{kDirectBlock - 1};
+    const uint64_t last = (stop + kDirectBlock - 1) & ~uint64_t{kDirectBlock - 1};
+    for (uint64_t pos = first; pos < last;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(last - pos, kMaxStage));
+      RETURN_IF_ERROR(Stage(n));
+      char* b = stage_.get();
+      // [pos, pos + n) = existing bytes below offset | data | existing bytes below end_ | zeros
+      const uint64_t d0 = std::max(pos, offset), d1 = std::min(pos + n, stop);
+      if (d0 > pos) RETURN_IF_ERROR(ReadExisting(pos, d0 - pos, b));
+      if (d1 > d0) std::memcpy(b + (d0 - pos), data.data() + (d0 - offset), d1 - d0);
+      const uint64_t e1 = std::min(pos + n, std::max(end_, d1));
+      if (e1 > d1) RETURN_IF_ERROR(ReadExisting(d1, e1 - d1, b + (d1 - pos)));
+      std::memset(b + (e1 - pos), 0, pos + n - e1);
+      const bool final_piece = pos + n == last;
+      size_t written = 0;
+      Status s;
+      if (!(sync && final_piece && RingWriteAndSync(dfd_, fd_, b, n, pos, path_, &s, &written))) {
+        s = PwriteDirect(b, n, pos, &written);
+      }
+      if (s.ok() && written == n) {
+        if (final_piece) {
+          tail_off_ = last - kDirectBlock;
+          if (!tail_) tail_.reset(new char[kDirectBlock]);
+          std::memcpy(tail_.get(), b + (n - kDirectBlock), kDirectBlock);
+        }
+        pos += n;
+        continue;
+      }
+      // The filesystem took O_DIRECT at open but refuses this write (EINVAL: it wants other
+      // alignment), or wrote part of it: the rest goes through the page cache, as do later
+      // writes. Nothing before `written` needs writing again.
+      const bool refused = s.IsIOError() && s.ToErrno() == EINVAL;
+      if (!s.ok() && !refused) return s;
+      if (refused) {
+        log::Warn(
+            "{}: the filesystem refused a direct (O_DIRECT) write; writes to it go "
+            "through the page cache",
+            path_);
+        ::close(dfd_);
+        dfd_ = -1;
+      }
+      const uint64_t done_to = std::max(offset, pos + (written & ~(kDirectBlock - 1)));
+      end_ = std::max(end_, pos + written);
+      tail_off_ = kNoTail;
+      if (done_to < stop) RETURN_IF_ERROR(BufferedWrite(done_to, data.substr(done_to - offset)));
+      end_ = std::max(end_, stop);
+      if (sync) return Sync();
+      return Status::OK();
+    }
+    end_ = std::max(end_, stop);
+    if (sync && last == first) return Sync();  // an empty write
+    return Status::OK();
+  }
+
+  Status PwriteDirect(const char* b, size_t n, uint64_t pos, size_t* written) {
+    *written = 0;
+    while (*written < n) {
+      ssize_t r = ::pwrite(dfd_, b + *written, n - *written, static_cast<off_t>(pos + *written));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return Status::IOError("write " + path_, errno);
+      }
+      if (r == 0) return Status::IOError("write " + path_ + ": no progress", EIO);
+      *written += static_cast<size_t>(r);
+      if (*written % kDirectBlock != 0) break;  // not block-aligned: finish buffered
+    }
+    return Status::OK();
+  }
+
+  Status Stage(size_t n) {
+    if (n <= stage_size_) return Status::OK();
+    void* p = nullptr;
+    if (::posix_memalign(&p, kDirectBlock, n) != 0)
+      return Status::IOError("out of memory for a direct write to " + path_, ENOMEM);
+    stage_.reset(static_cast<char*>(p));
+    stage_size_ = n;
+    return Status::OK();
+  }
+
+  struct FreeDeleter {
+    void operator()(char* p) const { std::free(p); }
+  };
+
   std::string path_;
   int fd_;
+  // Direct writes (EnableDirectWrites); -1 when off. Write/Sync/Truncate are serialised by the
+  // caller, so what follows needs no lock; Read uses only fd_.
+  int dfd_ = -1;
+  uint64_t end_ = 0;             // the highest byte written (or the size at enable/truncate)
+  uint64_t tail_off_ = kNoTail;  // the last block written, as written: an append's head
+  std::unique_ptr<char[]> tail_;
+  std::unique_ptr<char, FreeDeleter> stage_;  // kDirectBlock-aligned
+  size_t stage_size_ = 0;
 };
 
 class PosixFileLock final : public FileLock {

@@ -5,9 +5,11 @@
 # each repeat so that no target always runs right after another), and prints a table with ratios
 # and the issue's targets as PASS/FAIL lines (information, not asserts). See bench/README.md.
 # "null" is strata mounted with --null-data (file contents discarded, read back as zeros): the
-# FUSE ceiling, so a data figure splits into FUSE's cost and the engine's.
+# FUSE ceiling, so a data figure splits into FUSE's cost and the engine's. "buffered" (only when
+# asked for) is strata with [journal] direct_io = false: what direct journal appends change.
 #
-# usage: bench/run.sh [--quick] [--targets "plain strata null gocryptfs"] [--workloads "seq ..."]
+# usage: bench/run.sh [--quick] [--targets "plain strata null buffered gocryptfs"]
+#                     [--workloads "seq ..."]
 #                     [--repeat N] [--wait-quiet SECONDS] [--no-build] [--keep]
 #                     [--no-cold-remount] [--chunk-size SIZE]
 #                     [-- extra strata_fsbench options]
@@ -79,7 +81,7 @@ TARGETS=(plain strata null)
 if command -v gocryptfs >/dev/null; then TARGETS+=(gocryptfs); else log "gocryptfs not installed: skipped"; fi
 if [[ -n $TARGETS_REQ ]]; then read -r -a TARGETS <<<"$TARGETS_REQ"; fi
 for t in "${TARGETS[@]}"; do
-  case $t in plain|strata|null|gocryptfs) ;; *) die "unknown target $t" ;; esac
+  case $t in plain|strata|null|buffered|gocryptfs) ;; *) die "unknown target $t" ;; esac
 done
 
 # --- scratch directory: a real disk, the repository's ----------------------------------------
@@ -153,7 +155,7 @@ wait_mounted() {
 mount_target() {
   local t=$1
   case $t in
-    strata | null)
+    strata | null | buffered)
       # null: the same daemon discarding file data (strata mount --null-data): FUSE's own cost.
       local extra=()
       [[ $t == null ]] && extra=(--null-data)
@@ -180,7 +182,7 @@ setup_target() {
       DIRS[$t]=$d/data HOT[$t]=$d/data
       mkdir -p "$d/data"
       ;;
-    strata | null)
+    strata | null | buffered)
       MNT[$t]=$d/mnt DIRS[$t]=$d/mnt HOT[$t]=$d/hot
       mkdir -p "$d/hot" "$d/mnt"
       head -c 32 /dev/urandom >"$d/key"
@@ -194,6 +196,9 @@ key_file = "$d/key"
 [tiers.hot]
 path = "$d/hot"
 EOF
+      # buffered: strata with its journal appends through the page cache (the choice made before
+      # [journal] direct_io; docs/architecture.md).
+      [[ $t == buffered ]] && printf '[journal]\ndirect_io = false\n' >>"$d/config.toml"
       "$STRATA" mkfs "$d/config.toml" >>"$WORK/$t.log" 2>&1 || die "strata mkfs failed: $(tail -3 "$WORK/$t.log")"
       mount_target "$t"
       ;;
@@ -350,7 +355,8 @@ def fmt(v):
         return f"{v:.1f}"
     return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
 
-ratio_cols = [t for t in ("plain", "null", "gocryptfs") if t in targets and "strata" in targets]
+ratio_cols = [t for t in ("plain", "null", "buffered", "gocryptfs")
+              if t in targets and "strata" in targets]
 head = ["figure", "unit"] + targets + [f"strata/{t}" for t in ratio_cols]
 table = []
 worse_than_gocryptfs, compared = [], 0

@@ -370,7 +370,9 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source) {
   }
   ASSIGN_OR_RETURN(const toml::table* journal, table("journal", false));
   if (journal) {
-    RETURN_IF_ERROR(CheckKeys(*journal, {"commit_interval"}, "journal", source));
+    RETURN_IF_ERROR(CheckKeys(*journal, {"commit_interval", "direct_io"}, "journal", source));
+    ASSIGN_OR_RETURN(c.journal_direct_io,
+                     GetBool(*journal, "direct_io", c.journal_direct_io, "journal", source));
     std::string ci;
     ASSIGN_OR_RETURN(ci, GetString(*journal, "commit_interval", "journal", source, false));
     if (!ci.empty()) {

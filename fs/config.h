@@ -16,6 +16,7 @@
 //   dirty_expire = "5s"        # unsynced file data dirty this long goes to the next commit
 //   [journal]
 //   commit_interval = "1s"     # unsynced metadata changes become durable at most this late
+//   direct_io = true           # appends bypass the page cache where the filesystem allows it
 //   [tiers.archive]            # any number of cold tiers (docs/tiering.md)
 //   kind = "directory"         # or "s3"
 //   path = "/srv/archive"
@@ -77,6 +78,8 @@ struct Config {
   uint64_t chunk_cache_bytes = 256ull << 20;
   uint64_t dirty_limit_bytes = 256ull << 20;
   int64_t commit_interval_ms = 1000;
+  // Journal appends bypass the page cache (O_DIRECT) where the hot tier's filesystem has it.
+  bool journal_direct_io = true;
   // Unsynced file data is handed to the journal once it has been dirty this long (and is
   // durable at the next commit). Shorter than ext4's 30 s writeback and equal to its 5 s
   // journal commit: a chunk rewritten all the time is resealed once per expiry, not per second.

@@ -49,6 +49,7 @@ Result<std::unique_ptr<journal::Journal>> OpenJournal(const Config& c, Env* env,
   o.fs_uuid = sb.uuid;
   o.segment_size = sb.segment_size;
   o.read_only = read_only;
+  o.direct_writes = c.journal_direct_io;
   return journal::Journal::Open(o);
 }
 
@@ -230,8 +231,6 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
         c.hot_reserve_bytes.value_or(SpaceGuard::DefaultReserve(uint64_t{v.f_blocks} * v.f_frsize));
     space_ = std::make_unique<SpaceGuard>(c.hot_path, reserve, sb_.segment_size,
                                           [path = c.hot_path] { return FreeBytes(path); });
-    // Mounted at the floor: say so now, and let the first delete ask for a reclaim.
-    if (Status s = space_->Check(); !s.ok() && s.ToErrno() != ENOSPC) return s;
   }
   memory_ = ChunkMemory::Make(sb_.chunk_size, c.chunk_cache_bytes);
   cache_ = std::make_unique<ChunkCache>(c.chunk_cache_bytes, memory_);
@@ -245,6 +244,11 @@ Status Filesystem::OpenInternal(const OpenOptions& options) {
   meta_ = std::move(meta).value();
   RETURN_IF_ERROR(WhenFull(Replay(), c.hot_path));
   if (!read_only_) RETURN_IF_ERROR(WhenFull(CleanOrphans(), c.hot_path));
+  // Mounted at the floor: say so now, and let the first delete ask for a reclaim. After the
+  // recovery, which may take space (the journal's active segment is preallocated again).
+  if (space_ != nullptr) {
+    if (Status s = space_->Check(); !s.ok() && s.ToErrno() != ENOSPC) return s;
+  }
   return OpenTiers();
 }
 

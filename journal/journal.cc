@@ -166,6 +166,20 @@ size_t FindValidRecord(std::string_view tail, uint64_t min_lsn) {
   return 0;
 }
 
+// Whether the file's bytes [off, end) are the padding a direct write leaves after a segment's
+// last record (File::EnableDirectWrites): all zero, shorter than a block, ending on a block
+// boundary.
+Result<bool> IsDirectPadding(File* file, uint64_t off, uint64_t end) {
+  if (file == nullptr || end <= off || end - off >= File::kDirectBlock ||
+      end % File::kDirectBlock != 0) {
+    return false;
+  }
+  std::string bytes(end - off, '\0');
+  size_t got = 0;
+  RETURN_IF_ERROR(file->Read(off, bytes.size(), bytes.data(), &got));
+  return got == bytes.size() && bytes.find_first_not_of('\0') == std::string::npos;
+}
+
 }  // namespace
 
 Journal::Journal(const Options& opts)
@@ -300,6 +314,12 @@ Status Journal::Recover() {
               segments_.size(), next_lsn_ - 1, active_segment_, ro ? " (read-only)" : "");
   }
 
+  if (!ro && opts_.direct_writes) {
+    direct_ = io_file_->EnableDirectWrites();
+    log::Info("journal: {}: appends {}", opts_.dir,
+              direct_ ? "bypass the page cache (O_DIRECT)"
+                      : "go through the page cache (this filesystem has no O_DIRECT)");
+  }
   std::lock_guard<std::mutex> l(mu_);
   io_segment_ = disk_segment_ = active_segment_;
   written_lsn_ = durable_lsn_ = next_lsn_ - 1;
@@ -329,7 +349,10 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
               fmt::format("segment-end record says last LSN {}, expected {}", h.lsn, expected - 1));
         }
         if (!scanner.AtEnd()) {
-          return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
+          // A crash between a seal's direct write and the truncate that follows it.
+          ASSIGN_OR_RETURN(bool padding, IsDirectPadding(file, scanner.pos(), size));
+          if (!padding) return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
+          if (!opts_.read_only) RETURN_IF_ERROR(file->Truncate(scanner.pos()));
         }
         *sealed = true;
         break;
@@ -347,6 +370,14 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
     size_t got = 0;
     RETURN_IF_ERROR(file->Read(off, tail.size(), tail.data(), &got));
     tail.resize(got);
+    if (tail.size() == size - off && size % File::kDirectBlock == 0 &&
+        tail.size() < File::kDirectBlock && tail.find_first_not_of('\0') == std::string::npos) {
+      // The zeros a direct write pads the last block with: nothing was torn, and the next
+      // append writes over them (a cut would also free the segment's preallocation).
+      log::Debug("journal: segment {} ends at offset {} ({} bytes of padding)", id, off,
+                 tail.size());
+      break;
+    }
     if (size_t p = FindValidRecord(tail, expected); p != 0) {
       return CorruptionAt(id, off,
                           fmt::format("{}, but a valid record (LSN {}) follows at offset {}", why,
@@ -368,6 +399,7 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
 Status Journal::CreateSegment(uint64_t id, uint64_t first_lsn, std::shared_ptr<File>* out) {
   const std::string path = SegmentPath(id);
   ASSIGN_OR_RETURN(std::unique_ptr<File> f, env_->OpenFile(path, OpenMode::kCreateExclusive));
+  if (direct_) f->EnableDirectWrites();
   Status pa = f->Preallocate(0, opts_.segment_size);  // best effort; the writes will tell
   if (!pa.ok()) log::Warn("journal: {}", pa.ToString());
   format::SegmentHeader h;
@@ -387,9 +419,16 @@ Journal::~Journal() {
   while (io_busy_) cv_.wait(l);
   if (opts_.read_only || !error_.ok() || buf_ == nullptr) return;
   PushBufferLocked();
-  if (pending_.empty()) return;
   io_busy_ = true;
   Status s = DrainLocked(l, pending_.size(), /*sync_last=*/false);
+  // Direct writes leave the active segment padded to a whole block: a clean close leaves it
+  // ending at its last record, and keeps the rest of its preallocation (the cut frees it).
+  // Not synced: either end is one recovery accepts.
+  if (s.ok() && direct_ && io_file_ != nullptr && io_segment_ == active_segment_) {
+    s = io_file_->Truncate(active_end_);
+    if (s.ok() && active_end_ < opts_.segment_size)
+      io_file_->Preallocate(active_end_, opts_.segment_size - active_end_).IgnoreError();
+  }
   io_busy_ = false;
   if (!s.ok()) log::Error("journal {}: flushing at close failed: {}", opts_.dir, s.ToString());
 }
@@ -529,8 +568,17 @@ Status Journal::WriteChunk(const Chunk& c, bool sync) {
     return Status::Aborted(fmt::format(
         "journal: internal error: chunk for segment {} while {} is open", c.segment, io_segment_));
   }
-  RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data)
-                       : io_file_->Write(c.offset, c.data));
+  if (c.seal) {
+    // A sealed segment ends exactly at its segment-end record: cut a direct write's padding
+    // (this one's, or an earlier mount's) off before the sync that makes the seal durable. It
+    // also gives back what the preallocation reserved past the end.
+    RETURN_IF_ERROR(io_file_->Write(c.offset, c.data));
+    RETURN_IF_ERROR(io_file_->Truncate(c.offset + c.data.size()));
+    RETURN_IF_ERROR(io_file_->Sync());
+  } else {
+    RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data)
+                         : io_file_->Write(c.offset, c.data));
+  }
   if (!c.seal) return Status::OK();
   std::shared_ptr<File> next;
   RETURN_IF_ERROR(CreateSegment(c.segment + 1, c.next_first_lsn, &next));
@@ -710,7 +758,9 @@ Status Journal::Replay(uint64_t after_lsn, const std::function<Status(const Reco
               fmt::format("segment-end record says last LSN {}, expected {}", h.lsn, expected - 1));
         }
         if (!scanner.AtEnd()) {
-          return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
+          // Only a read-only open leaves a last seal's padding (ScanLastSegment cuts it off).
+          ASSIGN_OR_RETURN(bool padding, IsDirectPadding(file.get(), scanner.pos(), file_end));
+          if (!padding) return CorruptionAt(id, scanner.pos(), "data after the segment-end record");
         }
         sealed = true;
         break;

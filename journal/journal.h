@@ -84,6 +84,11 @@ struct Options {
   // Opens without writing anything: no lock, no truncation of a torn tail (the tail is just
   // ignored), Append returns NotSupported. For fsck and inspection.
   bool read_only = false;
+  // Appends bypass the page cache (File::EnableDirectWrites) where the filesystem allows it:
+  // the active segment may then end with up to 4095 zero bytes of padding after its last
+  // record after a crash, which recovery skips and the next append writes over. A clean close
+  // and a seal cut the segment to its exact end (docs/formats/journal.md).
+  bool direct_writes = true;
 };
 
 class Journal {
@@ -142,6 +147,10 @@ class Journal {
   // error unchanged. NotFound if the segment holding after_lsn + 1 is no longer in `dir`.
   // fn runs without any journal lock held (it may call Append).
   Status Replay(uint64_t after_lsn, const std::function<Status(const Record&)>& fn) const;
+
+  // True when appends bypass the page cache (Options::direct_writes and the filesystem has
+  // O_DIRECT; a filesystem that refuses it later is still reported here).
+  bool direct_writes() const { return direct_; }
 
   uint64_t LastLsn() const;  // 0 when empty
   uint64_t DurableLsn() const;
@@ -237,6 +246,9 @@ class Journal {
   // Owned by the holder of the I/O token (or Open/~Journal): the file being appended to.
   std::shared_ptr<File> io_file_;
   uint64_t io_segment_ = 0;
+  // Whether appends bypass the page cache: decided by Open on its first segment file, before
+  // any other thread can call in; every later segment follows it.
+  bool direct_ = false;
 
   // Read-only handles for Read and Replay, a small cache keyed by segment id.
   mutable std::mutex files_mu_;

@@ -1,5 +1,6 @@
 #include "tests/util/fault_env.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <iterator>
@@ -17,7 +18,8 @@ std::string NormalizeDir(std::string dir) {
 
 class FaultFile final : public File {
  public:
-  FaultFile(FaultEnv* env, std::unique_ptr<File> base) : env_(env), base_(std::move(base)) {}
+  FaultFile(FaultEnv* env, std::unique_ptr<File> base, uint64_t size)
+      : env_(env), base_(std::move(base)), end_(size) {}
 
   Status Read(uint64_t offset, size_t n, char* scratch, size_t* got) override {
     return base_->Read(offset, n, scratch, got);
@@ -26,7 +28,10 @@ class FaultFile final : public File {
   Status Write(uint64_t offset, std::string_view data) override {
     uint64_t allowed = 0;
     Status charge = env_->ChargeWrite(path(), data.size(), &allowed);
-    if (allowed > 0) RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
+    if (allowed > 0) {
+      RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
+      end_ = std::max(end_, offset + allowed);
+    }
     return charge;
   }
 
@@ -38,13 +43,14 @@ class FaultFile final : public File {
   Status Sync() override {
     RETURN_IF_ERROR(env_->ChargeSync(path()));
     RETURN_IF_ERROR(base_->Sync());
-    ASSIGN_OR_RETURN(uint64_t size, base_->Size());
-    env_->MarkSynced(path(), size);
+    // The logical end, not the file's size: a direct write's padding past it is not data.
+    env_->MarkSynced(path(), end_);
     return Status::OK();
   }
 
   Status Truncate(uint64_t size) override {
     RETURN_IF_ERROR(base_->Truncate(size));
+    end_ = size;
     env_->MarkTruncated(path(), size);
     return Status::OK();
   }
@@ -54,10 +60,12 @@ class FaultFile final : public File {
     return base_->Preallocate(offset, len);
   }
   const std::string& path() const override { return base_->path(); }
+  bool EnableDirectWrites() override { return env_->direct_writes_ && base_->EnableDirectWrites(); }
 
  private:
   FaultEnv* env_;
   std::unique_ptr<File> base_;
+  uint64_t end_;  // the highest byte written through this File (or its size at open)
 };
 
 FaultEnv::FaultEnv(Env* base) : base_(base) {}
@@ -166,7 +174,9 @@ Result<std::unique_ptr<File>> FaultEnv::OpenFile(const std::string& path, OpenMo
       files_.emplace(path, st);
     }
   }
-  return std::unique_ptr<File>(new FaultFile(this, std::move(f)));
+  auto size = f->Size();
+  const uint64_t end = size.ok() ? *size : 0;
+  return std::unique_ptr<File>(new FaultFile(this, std::move(f), end));
 }
 
 Status FaultEnv::SyncDir(const std::string& dir) {

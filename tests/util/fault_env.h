@@ -6,6 +6,8 @@
 //   files created since the last SyncDir of their directory disappear, as do directories made
 //   through CreateDir since the last SyncDir of their parent (with all they hold). Close every
 //   File (and whatever owns them) first.
+// - Files pass EnableDirectWrites on (SetDirectWrites(false) stops it); the synced size is the
+//   logical end written, so a drop also cuts a direct write's padding.
 // - SetFailSync(true): every Sync, WriteAndSync and SyncDir fails with IOError(EIO). A failed
 //   WriteAndSync still writes its data (it is simply not durable).
 // - SetFailWrites(true): every Write and WriteAndSync fails with IOError(EIO), writing nothing.
@@ -42,6 +44,9 @@ class FaultEnv final : public Env {
   void SetFailSync(bool fail) { fail_sync_ = fail; }
   void SetFailWrites(bool fail) { fail_writes_ = fail; }
   void SetNoSpaceAfter(uint64_t bytes);
+  // Whether Files pass EnableDirectWrites on to the real ones (default: yes). Either way a
+  // power loss keeps what was synced up to its logical end, not a direct write's padding.
+  void SetDirectWrites(bool on) { direct_writes_ = on; }
   void ClearFaults();
 
   // Successful and failed fdatasync calls (Sync and WriteAndSync), for group-commit tests.
@@ -78,6 +83,7 @@ class FaultEnv final : public Env {
 
   Env* const base_;
   std::atomic<bool> fail_sync_{false};
+  std::atomic<bool> direct_writes_{true};
   std::atomic<bool> fail_writes_{false};
   std::atomic<uint64_t> sync_count_{0};
   std::atomic<uint64_t> write_count_{0};

@@ -57,6 +57,20 @@ TEST(ConfigTest, SizesAndDurations) {
   }
 }
 
+TEST(ConfigTest, JournalDirectIo) {
+  EXPECT_TRUE(ParseConfig(kMinimal, "x.toml")->journal_direct_io);
+  auto c = ParseConfig(std::string(kMinimal) + "[journal]\ndirect_io = false\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_FALSE(c->journal_direct_io);
+  for (const char* bad : {"\"no\"", "0"}) {
+    c = ParseConfig(std::string(kMinimal) + "[journal]\ndirect_io = " + bad + "\n", "x.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("x.toml:9"), std::string::npos) << c.status().message();
+    EXPECT_NE(c.status().message().find("direct_io must be true or false"), std::string::npos)
+        << c.status().message();
+  }
+}
+
 TEST(ConfigTest, CompactionThreshold) {
   auto c = ParseConfig(kMinimal, "x.toml");
   ASSERT_TRUE(c.ok());

@@ -80,6 +80,7 @@ class JournalTest : public ::testing::Test {
     o.fs_uuid = uuid_;
     o.segment_size = segment_size_;
     o.write_buffer = write_buffer_;
+    o.direct_writes = direct_writes_;
     return o;
   }
 
@@ -131,6 +132,9 @@ class JournalTest : public ::testing::Test {
   std::array<unsigned char, 16> uuid_{};
   uint64_t segment_size_ = 1 << 20;
   size_t write_buffer_ = 64 << 10;
+  bool direct_writes_ = true;
+
+  void RandomizedCrash(uint64_t seed);
   std::unique_ptr<Journal> j_;
 };
 
@@ -423,11 +427,105 @@ TEST_F(JournalTest, TornTailOfZerosIsIgnored) {
   EXPECT_EQ(fs::file_size(path), size);
 }
 
+// What a kill -9 leaves behind with direct writes: the active segment padded with zeros to a
+// whole block. Recovery neither warns nor cuts (a cut would free the segment's preallocation):
+// the next append writes over the padding, and a clean close ends the file at its last record.
+TEST_F(JournalTest, DirectWritePaddingLeftByACrashIsSkippedAndWrittenOver) {
+  ASSERT_TRUE(Open().ok());
+  ASSERT_TRUE(j_->direct_writes());
+  std::vector<Appended> recs;
+  for (int i = 0; i < 3; i++) recs.push_back(Append(i, 500));
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  const std::string path = SegPath(1);
+  const std::string crashed = ReadRaw(path);  // as a killed process leaves it
+  const uint64_t end = recs.back().loc.offset + kRecordHeaderSize + 500;
+  ASSERT_EQ(crashed.size() % File::kDirectBlock, 0u);
+  ASSERT_GT(crashed.size(), end);
+  j_.reset();
+  EXPECT_EQ(fs::file_size(path), end) << "a clean close cuts the padding";
+  WriteRaw(path, crashed);
+  testing::internal::CaptureStderr();
+  Status s = Open();
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(log.find("torn tail"), std::string::npos) << log;
+  EXPECT_EQ(j_->LastLsn(), 3u);
+  EXPECT_EQ(fs::file_size(path), crashed.size()) << "the padding is left for the next append";
+  Appended next = Append(10, 700);
+  EXPECT_EQ(next.loc.offset, end);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  j_.reset();
+  EXPECT_EQ(fs::file_size(path), end + kRecordHeaderSize + 700);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(ReplayAll().size(), 4u);
+  for (const auto& r : recs) ExpectReadable(r);
+  ExpectReadable(next);
+}
+
+// A crash between a seal's direct write and the cut after it: the last segment ends with its
+// segment-end record, then zeros to the block boundary. A read-only open replays it as it is;
+// a writable one cuts the zeros off before it starts the next segment.
+TEST_F(JournalTest, ASealCutShortByACrashIsFinishedAtOpen) {
+  segment_size_ = 8192;
+  ASSERT_TRUE(Open().ok());
+  std::vector<Appended> recs;
+  while (j_->SegmentIds().size() < 2) recs.push_back(Append(recs.size(), 333));
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  j_.reset();
+  recs.pop_back();  // the record that started segment 2: lost with it in this crash
+  const std::string sealed = SegPath(1);
+  ASSERT_TRUE(fs::remove(SegPath(2)));
+  const uint64_t exact = fs::file_size(sealed);
+  ASSERT_NE(exact % File::kDirectBlock, 0u);
+  WriteRaw(sealed,
+           ReadRaw(sealed) + std::string(File::kDirectBlock - exact % File::kDirectBlock, '\0'));
+  Options ro = Opts();
+  ro.read_only = true;
+  ASSERT_TRUE(Open(ro).ok());
+  EXPECT_EQ(j_->LastLsn(), recs.size());
+  EXPECT_EQ(ReplayAll().size(), recs.size());
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(fs::file_size(sealed), exact);
+  EXPECT_EQ(j_->SegmentIds(), (std::vector<uint64_t>{1, 2}));
+  Appended next = Append(999, 100);
+  EXPECT_EQ(next.loc.segment, 2u);
+  EXPECT_EQ(next.lsn, recs.size() + 1);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  ASSERT_TRUE(Open().ok());
+  auto got = ReplayAll();
+  ASSERT_EQ(got.size(), recs.size() + 1);
+  for (size_t i = 0; i < recs.size(); i++) EXPECT_EQ(got[i].payload, recs[i].payload);
+}
+
+TEST_F(JournalTest, WithoutDirectWritesTheSegmentNeverHasPadding) {
+  direct_writes_ = false;
+  ASSERT_TRUE(Open().ok());
+  EXPECT_FALSE(j_->direct_writes());
+  Appended a = Append(1, 100);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  EXPECT_EQ(fs::file_size(SegPath(1)), a.loc.offset + kRecordHeaderSize + 100);
+  // The next mount may turn them on: the file carries on either way.
+  direct_writes_ = true;
+  ASSERT_TRUE(Open().ok());
+  EXPECT_TRUE(j_->direct_writes());
+  Appended b = Append(2, 100);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  direct_writes_ = false;
+  ASSERT_TRUE(Open().ok());
+  Appended c = Append(3, 100);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  EXPECT_EQ(c.loc.offset, b.loc.offset + kRecordHeaderSize + 100);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(ReplayAll().size(), 3u);
+  for (const auto& r : {a, b, c}) ExpectReadable(r);
+}
+
 TEST_F(JournalTest, FlippedBitIsCorruption) {
   ASSERT_TRUE(Open().ok());
   std::vector<Appended> recs;
   for (int i = 0; i < 5; i++) recs.push_back(Append(i, 100));
   ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  j_.reset();  // a clean close: the segment ends at its last record
   const std::string path = SegPath(1);
   const std::string original = ReadRaw(path);
   // Every bit of the middle record: its header and its payload.
@@ -940,9 +1038,9 @@ TEST_F(JournalTest, ConcurrentAppendersAndSyncers) {
   for (size_t i = 0; i < all.size(); i++) EXPECT_EQ(replayed[i].payload, all[i].payload);
 }
 
-TEST_F(JournalTest, RandomizedCrash) {
+void JournalTest::RandomizedCrash(uint64_t seed) {
   segment_size_ = 8192;
-  std::mt19937_64 rng(20240601);
+  std::mt19937_64 rng(seed);
   std::vector<std::string> model(1);  // model[lsn]; model[0] unused
   uint64_t synced = 0;
   for (int iter = 0; iter < 50; iter++) {
@@ -983,6 +1081,17 @@ TEST_F(JournalTest, RandomizedCrash) {
   }
   ASSERT_TRUE(Open().ok());
   EXPECT_GE(j_->LastLsn(), synced);
+}
+
+TEST_F(JournalTest, RandomizedCrash) {
+  RandomizedCrash(20240601);
+  EXPECT_TRUE(j_->direct_writes());
+}
+
+TEST_F(JournalTest, RandomizedCrashThroughThePageCache) {
+  direct_writes_ = false;
+  RandomizedCrash(20261124);
+  EXPECT_FALSE(j_->direct_writes());
 }
 
 TEST_F(JournalTest, FaultEnvDropsUnsyncedData) {
