@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 
+#include "base/logging.h"
 #include "meta/chunk_row_cache.h"
 #include "meta/sql.h"
 
@@ -222,7 +223,23 @@ Status MetaStore::LoadCounters() {
   return Status::OK();
 }
 
+Status MetaStore::CheckTxn() {
+  if (in_txn_ && sqlite3_get_autocommit(db_) != 0) {
+    // SQLite ended our transaction on its own: what it held is gone, and so are the rows
+    // cached from it. Going on in autocommit mode would split the journal's records.
+    in_txn_ = false;
+    ForgetCachedRows();
+    LoadCounters().IgnoreError();
+    lost_ = Status::Aborted("metadata database " + path_ +
+                            ": SQLite rolled back the open transaction after an error; remount "
+                            "to replay the journal into it");
+    log::Error("{}", lost_.ToString());
+  }
+  return lost_;
+}
+
 Status MetaStore::Begin() {
+  RETURN_IF_ERROR(CheckTxn());
   if (in_txn_) return Status::OK();
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   in_txn_ = true;
@@ -230,6 +247,7 @@ Status MetaStore::Begin() {
 }
 
 Status MetaStore::Commit() {
+  RETURN_IF_ERROR(CheckTxn());
   if (!in_txn_) return Status::OK();
   Status s = CommitTxn();
   if (!s.ok()) ForgetCachedRows();  // as in Apply

@@ -95,6 +95,9 @@ class MetaStore {
   Status Commit();
   // Drops the uncommitted transaction (used when the journal failed).
   void Rollback();
+  // Tests only: runs SQL on the store's connection behind its back (to play SQLite rolling the
+  // open transaction back by itself).
+  Status ExecForTesting(const char* sql) { return Exec(sql); }
   // Commits, then folds the WAL into the database file and syncs it: afterwards the database
   // file alone is durable up to applied_lsn(). Busy if another connection kept part of the
   // WAL from being folded in.
@@ -141,6 +144,8 @@ class MetaStore {
   Status Exec(const char* sql);
   Result<sqlite3_stmt*> Prepare(const char* sql);
   Status Begin();
+  // lost_, after noticing (and cleaning up after) a transaction SQLite rolled back itself.
+  Status CheckTxn();
   Status ApplyOp(const Op& op, uint64_t lsn);
   Status CommitTxn();
   Status LoadCounters();
@@ -173,6 +178,10 @@ class MetaStore {
   std::string path_;
   uint32_t chunk_size_ = 0;
   bool in_txn_ = false;
+  // Set when SQLite rolled the open transaction back by itself (after an I/O error, a full
+  // disk or no memory in any statement, a read included): every later Apply and Commit fails,
+  // since the journal's records in that transaction are no longer in the database.
+  Status lost_;
   uint64_t applied_lsn_ = 0;
   uint64_t next_ino_ = 2;
   uint64_t next_placement_ = uint64_t{1} << 40;

@@ -309,6 +309,31 @@ TEST_F(MetaStoreTest, CommitPersistsAppliedLsnAndRollbackForgets) {
   EXPECT_EQ(m_->next_ino(), 3u);
 }
 
+// SQLite rolls an open transaction back by itself after some errors (an I/O error, a full disk,
+// no memory), in whatever statement hit them, a read included. The store notices at its next
+// change or commit: the rows it cached from that transaction go, its counters come back to the
+// committed state, and every later change fails (the filesystem then asks for a remount).
+TEST_F(MetaStoreTest, ATransactionSQLiteRolledBackByItselfFailsEveryLaterChange) {
+  ASSERT_TRUE(Apply(Create(2, 1, "kept", S_IFREG)).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  const uint64_t committed = lsn_;
+  ASSERT_TRUE(Apply(Create(3, 1, "lost", S_IFREG)).ok());
+  ASSERT_TRUE(m_->GetInode(3).ok() && m_->GetInode(3)->has_value());  // cached now
+  ASSERT_TRUE(m_->ExecForTesting("ROLLBACK").ok());
+  Status s = Apply(Create(4, 1, "after", S_IFREG));
+  EXPECT_EQ(s.code(), Status::Code::kAborted) << s.ToString();
+  EXPECT_NE(s.message().find("rolled back"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(m_->GetInode(3)->has_value()) << "a row of the lost transaction is still cached";
+  EXPECT_FALSE(m_->LookupEntry(1, "after")->has_value()) << "applied outside a transaction";
+  EXPECT_EQ(m_->applied_lsn(), committed);
+  EXPECT_EQ(m_->Commit().code(), Status::Code::kAborted);
+  m_.reset();
+  Open(false);
+  EXPECT_EQ(m_->applied_lsn(), committed);
+  EXPECT_TRUE(m_->LookupEntry(1, "kept")->has_value());
+  EXPECT_FALSE(m_->LookupEntry(1, "lost")->has_value());
+}
+
 TEST_F(MetaStoreTest, UnlinkOfMissingEntryIsCorruption) {
   Op un;
   un.kind = OpKind::kUnlink;
