@@ -88,6 +88,12 @@ Result<std::string> ReadWholeFile(Env* env, const std::string& path);
 // changed), so a directory an earlier run made and crashed before syncing is covered too.
 Status CreateDirDurably(Env* env, const std::string& path, int mode = 0700);
 
+// Tests only. Without io_uring (as where seccomp or kernel.io_uring_disabled blocks it) the
+// POSIX Env writes and syncs with plain syscalls; DataSyncsForTesting counts the fdatasyncs it
+// completed (plain or linked in a ring), process-wide.
+void SetIoUringForTesting(bool enabled);
+uint64_t DataSyncsForTesting();
+
 std::string DirName(const std::string& path);
 std::string JoinPath(const std::string& a, const std::string& b);
 

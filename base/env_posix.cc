@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -25,6 +26,17 @@ Status ErrnoStatus(const std::string& op, const std::string& path, int err) {
   std::string msg = op + " " + path;
   if (err == ENOENT) return Status::NotFound(msg + ": " + std::strerror(err));
   return Status::IOError(msg, err);
+}
+
+std::atomic<bool> g_io_uring{true};     // SetIoUringForTesting
+std::atomic<uint64_t> g_data_syncs{0};  // DataSyncsForTesting
+
+// Filesystems (by device) that refused a direct write after taking O_DIRECT at open: their
+// files are not asked again, so one warning covers them.
+std::mutex g_refused_mu;
+std::set<dev_t>& RefusedDevices() {
+  static auto* s = new std::set<dev_t>;
+  return *s;
 }
 
 // One ring per thread that issues durable writes (in practice: the journal committer).
@@ -58,17 +70,14 @@ bool RingWriteAndSync(int wfd, int sfd, const char* p, size_t n, uint64_t off,
     ring_pid = ::getpid();
   }
   io_uring* r = ring->get();
-  io_uring_sqe* w = ring->ok() ? io_uring_get_sqe(r) : nullptr;
-  if (w == nullptr || n > (1u << 30)) return false;
+  // Both entries or neither: a write left queued alone would go out with a later submit.
+  if (!ring->ok() || !g_io_uring || io_uring_sq_space_left(r) < 2 || n > (1u << 30)) return false;
+  io_uring_sqe* w = io_uring_get_sqe(r);
   *written = 0;
   io_uring_prep_write(w, wfd, p, static_cast<unsigned>(n), off);
   w->flags |= IOSQE_IO_LINK;
   w->user_data = 1;
   io_uring_sqe* s = io_uring_get_sqe(r);
-  if (s == nullptr) {
-    *status = Status::IOError("io_uring: no submission entry for " + path);
-    return true;
-  }
   io_uring_prep_fsync(s, sfd, IORING_FSYNC_DATASYNC);
   s->user_data = 2;
   int sub = io_uring_submit_and_wait(r, 2);
@@ -100,6 +109,7 @@ bool RingWriteAndSync(int wfd, int sfd, const char* p, size_t n, uint64_t off,
     return true;
   }
   *status = sync_res < 0 ? ErrnoStatus("fdatasync", path, -sync_res) : Status::OK();
+  if (sync_res >= 0) g_data_syncs++;
   return true;
 }
 
@@ -150,6 +160,7 @@ class PosixFile final : public File {
 
   Status Sync() override {
     if (::fdatasync(fd_) != 0) return ErrnoStatus("fdatasync", path_, errno);
+    g_data_syncs++;
     return Status::OK();
   }
 
@@ -181,6 +192,10 @@ class PosixFile final : public File {
     if (dfd_ >= 0) return true;
     struct stat st;
     if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    {
+      std::lock_guard<std::mutex> l(g_refused_mu);
+      if (RefusedDevices().count(st.st_dev)) return false;
+    }
     // The same open file, not whatever the path names now.
     std::string self = "/proc/self/fd/" + std::to_string(fd_);
     int fd = ::open(self.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
@@ -231,6 +246,7 @@ class PosixFile final : public File {
     const uint64_t stop = offset + data.size();
     const uint64_t first = offset & ~uint64_t{kDirectBlock - 1};
     const uint64_t last = (stop + kDirectBlock - 1) & ~uint64_t{kDirectBlock - 1};
+    bool synced = false;
     for (uint64_t pos = first; pos < last;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(last - pos, kMaxStage));
       RETURN_IF_ERROR(Stage(n));
@@ -245,10 +261,11 @@ class PosixFile final : public File {
       const bool final_piece = pos + n == last;
       size_t written = 0;
       Status s;
-      if (!(sync && final_piece && RingWriteAndSync(dfd_, fd_, b, n, pos, path_, &s, &written))) {
-        s = PwriteDirect(b, n, pos, &written);
-      }
+      const bool ring =
+          sync && final_piece && RingWriteAndSync(dfd_, fd_, b, n, pos, path_, &s, &written);
+      if (!ring) s = PwriteDirect(b, n, pos, &written);
       if (s.ok() && written == n) {
+        synced = ring;  // the linked fdatasync ran and succeeded
         if (final_piece) {
           tail_off_ = last - kDirectBlock;
           if (!tail_) tail_.reset(new char[kDirectBlock]);
@@ -264,9 +281,14 @@ class PosixFile final : public File {
       if (!s.ok() && !refused) return s;
       if (refused) {
         log::Warn(
-            "{}: the filesystem refused a direct (O_DIRECT) write; writes to it go "
+            "{}: the filesystem refused a direct (O_DIRECT) write; writes to its files go "
             "through the page cache",
             path_);
+        struct stat st;
+        if (::fstat(fd_, &st) == 0) {
+          std::lock_guard<std::mutex> l(g_refused_mu);
+          RefusedDevices().insert(st.st_dev);
+        }
         ::close(dfd_);
         dfd_ = -1;
       }
@@ -279,7 +301,8 @@ class PosixFile final : public File {
       return Status::OK();
     }
     end_ = std::max(end_, stop);
-    if (sync && last == first) return Sync();  // an empty write
+    // No ring on this thread (seccomp, io_uring_disabled), or an empty write: sync here.
+    if (sync && !synced) return Sync();
     return Status::OK();
   }
 
@@ -450,6 +473,9 @@ class PosixEnv final : public Env {
 };
 
 }  // namespace
+
+void SetIoUringForTesting(bool enabled) { g_io_uring = enabled; }
+uint64_t DataSyncsForTesting() { return g_data_syncs; }
 
 Env* Env::Default() {
   static Env* env = new PosixEnv;

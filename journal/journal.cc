@@ -238,7 +238,15 @@ Status Journal::Recover() {
       // Records are written into a segment only after its header is durable, so a last
       // segment with an incomplete header and nothing after it was being created during a
       // crash and holds nothing: drop it. Anything else is damage for fsck to look at.
-      bool torn_create = is_last && size <= kSegmentHeaderSize && (i > 0 || id == 1) &&
+      // A direct header write makes the file one block long, the rest zeros.
+      bool header_only = size <= kSegmentHeaderSize;
+      if (!header_only && is_last && size <= File::kDirectBlock) {
+        std::string block(size, '\0');
+        RETURN_IF_ERROR(f->Read(0, block.size(), block.data(), &got));
+        header_only =
+            got == size && block.find_first_not_of('\0', kSegmentHeaderSize) == std::string::npos;
+      }
+      bool torn_create = is_last && header_only && (i > 0 || id == 1) &&
                          (problem == format::HeaderProblem::kShort ||
                           problem == format::HeaderProblem::kBadMagic ||
                           problem == format::HeaderProblem::kBadChecksum);

@@ -36,8 +36,26 @@ class FaultFile final : public File {
   }
 
   Status WriteAndSync(uint64_t offset, std::string_view data) override {
-    RETURN_IF_ERROR(Write(offset, data));
-    return Sync();
+    // The real file's own WriteAndSync when no fault gets in the way: the path the journal
+    // takes in production (a linked write and fdatasync, direct or not).
+    uint64_t allowed = 0;
+    Status charge = env_->ChargeWrite(path(), data.size(), &allowed);
+    if (!charge.ok()) {
+      if (allowed > 0) {
+        RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
+        end_ = std::max(end_, offset + allowed);
+      }
+      return charge;
+    }
+    if (Status s = env_->ChargeSync(path()); !s.ok()) {
+      RETURN_IF_ERROR(base_->Write(offset, data));  // written, not durable
+      end_ = std::max(end_, offset + data.size());
+      return s;
+    }
+    RETURN_IF_ERROR(base_->WriteAndSync(offset, data));
+    end_ = std::max(end_, offset + data.size());
+    env_->MarkSynced(path(), end_);
+    return Status::OK();
   }
 
   Status Sync() override {
@@ -150,6 +168,10 @@ void FaultEnv::Drop(std::mt19937_64* rng) {
         if (rng != nullptr) keep += (*rng)() % (*size - keep + 1);
         (*f)->Truncate(keep).IgnoreError();
         it->second.synced_size = keep;
+        // What a direct write leaves on disk: zeros up to the block boundary.
+        const uint64_t block = File::kDirectBlock;
+        const uint64_t padded = (keep + block - 1) / block * block;
+        if (block_padding_ && padded <= *size) (*f)->Truncate(padded).IgnoreError();
       }
     }
     ++it;

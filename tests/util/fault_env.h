@@ -47,6 +47,9 @@ class FaultEnv final : public Env {
   // Whether Files pass EnableDirectWrites on to the real ones (default: yes). Either way a
   // power loss keeps what was synced up to its logical end, not a direct write's padding.
   void SetDirectWrites(bool on) { direct_writes_ = on; }
+  // With padding on, a drop leaves each cut file zero-filled up to the next 4 KiB boundary
+  // (when it was that long): what a power cut leaves after direct writes.
+  void SetBlockPadding(bool on) { block_padding_ = on; }
   void ClearFaults();
 
   // Successful and failed fdatasync calls (Sync and WriteAndSync), for group-commit tests.
@@ -84,6 +87,7 @@ class FaultEnv final : public Env {
   Env* const base_;
   std::atomic<bool> fail_sync_{false};
   std::atomic<bool> direct_writes_{true};
+  std::atomic<bool> block_padding_{false};
   std::atomic<bool> fail_writes_{false};
   std::atomic<uint64_t> sync_count_{0};
   std::atomic<uint64_t> write_count_{0};

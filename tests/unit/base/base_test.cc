@@ -98,8 +98,11 @@ TEST(EnvTest, AtomicWriteLockAndDurableAppend) {
 // Direct writes against a model of the file: every byte below the logical end is what was
 // written, whatever mix of appends (short, block-crossing, longer than one staging buffer),
 // rewrites inside the file, truncates and syncs; past the end there are only zeros, and at
-// most to the next block boundary. A second File (no cached last block) carries on.
-TEST(EnvTest, DirectWritesKeepEveryByteAndPadOnlyToTheBlockBoundary) {
+// most to the next block boundary. A second File (no cached last block) carries on. Every
+// WriteAndSync completes an fdatasync, with io_uring and without it (seccomp, or
+// kernel.io_uring_disabled, leaves a thread no ring).
+void DirectWritesAgainstAModel(bool io_uring) {
+  SetIoUringForTesting(io_uring);
   char tmpl[] = "/tmp/strata-env-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const std::string path = dir + "/seg";
@@ -138,8 +141,12 @@ TEST(EnvTest, DirectWritesKeepEveryByteAndPadOnlyToTheBlockBoundary) {
         const size_t len = step % 30 == 7 ? (9u << 20) + rng() % 5000 : 1 + rng() % 20000;
         std::string b = bytes(len);
         const bool sync = rng() % 4 == 0;
+        const uint64_t syncs = DataSyncsForTesting();
         Status s = sync ? f->WriteAndSync(model.size(), b) : f->Write(model.size(), b);
         ASSERT_TRUE(s.ok()) << when << ": " << s.ToString();
+        if (sync) {
+          ASSERT_GT(DataSyncsForTesting(), syncs) << when << ": WriteAndSync did not sync";
+        }
         model += b;
       } else if (pick < 85) {  // rewrite inside the file, maybe past its end
         const uint64_t off = rng() % model.size();
@@ -158,6 +165,15 @@ TEST(EnvTest, DirectWritesKeepEveryByteAndPadOnlyToTheBlockBoundary) {
     }
   }
   std::filesystem::remove_all(dir);
+  SetIoUringForTesting(true);
+}
+
+TEST(EnvTest, DirectWritesKeepEveryByteAndPadOnlyToTheBlockBoundary) {
+  DirectWritesAgainstAModel(/*io_uring=*/true);
+}
+
+TEST(EnvTest, DirectWritesWithoutIoUringStillSyncEveryWriteAndSync) {
+  DirectWritesAgainstAModel(/*io_uring=*/false);
 }
 
 }  // namespace

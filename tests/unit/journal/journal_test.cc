@@ -688,10 +688,12 @@ TEST_F(JournalTest, TornSegmentCreationIsRemoved) {
   uint64_t survivors = 0;
   for (const auto& a : recs) survivors += a.loc.segment < last ? 1 : 0;
 
-  for (size_t keep : {size_t{0}, size_t{30}, size_t{64}}) {
+  for (size_t keep : {size_t{0}, size_t{30}, size_t{64}, size_t{4096}}) {
     SCOPED_TRACE("header bytes kept: " + std::to_string(keep));
-    std::string h = header.substr(0, keep);
-    if (keep == 64) h[61] ^= 1;  // complete but its CRC never made it
+    std::string h = header.substr(0, std::min<size_t>(keep, kSegmentHeaderSize));
+    if (keep >= 64) h[61] ^= 1;  // complete but its CRC never made it
+    // 4096: written directly, as one block of header and zeros.
+    if (keep == 4096) h.resize(File::kDirectBlock, '\0');
     WriteRaw(torn, h);
     ASSERT_TRUE(Open().ok());
     EXPECT_EQ(j_->LastLsn(), survivors);
@@ -1040,6 +1042,7 @@ TEST_F(JournalTest, ConcurrentAppendersAndSyncers) {
 
 void JournalTest::RandomizedCrash(uint64_t seed) {
   segment_size_ = 8192;
+  env_.SetBlockPadding(direct_writes_);  // a crash after direct writes leaves zeros to 4 KiB
   std::mt19937_64 rng(seed);
   std::vector<std::string> model(1);  // model[lsn]; model[0] unused
   uint64_t synced = 0;
