@@ -4,7 +4,12 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "base/coding.h"
@@ -52,28 +57,47 @@ ZstdContexts& Zstd() {
 
 // 16-bit little-endian samples (CT, MR, CR pixel data) have a high byte with few distinct
 // values and a noisy low byte; text and already-compressed data look alike in both planes.
+// The values seen are bits in two 256-bit sets: no branch per byte.
 bool LooksLike16BitSamples(std::string_view d) {
   if (d.size() < 1024) return false;
-  bool seen_even[256] = {}, seen_odd[256] = {};
-  int even = 0, odd = 0;
-  size_t n = std::min<size_t>(d.size() & ~size_t{1}, 8192);
+  uint64_t seen_even[4] = {}, seen_odd[4] = {};
+  const auto* p = reinterpret_cast<const unsigned char*>(d.data());
+  const size_t n = std::min<size_t>(d.size() & ~size_t{1}, 8192);
   for (size_t i = 0; i < n; i += 2) {
-    auto e = static_cast<unsigned char>(d[i]), o = static_cast<unsigned char>(d[i + 1]);
-    if (!seen_even[e]) seen_even[e] = true, even++;
-    if (!seen_odd[o]) seen_odd[o] = true, odd++;
+    seen_even[p[i] >> 6] |= uint64_t{1} << (p[i] & 63);
+    seen_odd[p[i + 1] >> 6] |= uint64_t{1} << (p[i + 1] & 63);
+  }
+  int even = 0, odd = 0;
+  for (int w = 0; w < 4; w++) {
+    even += std::popcount(seen_even[w]);
+    odd += std::popcount(seen_odd[w]);
   }
   return odd <= 48 && even >= 2 * odd;
 }
 
-// Even bytes first, then odd bytes. Through raw pointers in pairs: indexing the std::string
-// reloads its data pointer after each store and keeps the loop from being vectorised.
+// Even bytes first, then odd bytes. SSE2 (every x86-64) takes 32 bytes a step: the even bytes
+// are the low halves of 16-bit lanes, the odd ones the high halves, each packed back to bytes.
+// The tail, and other machines, go byte by byte (through raw pointers: indexing the
+// std::string reloads its data pointer after each store).
 void SplitPlanes(std::string_view in, std::string* out) {
   const size_t n = in.size(), half = (n + 1) / 2, pairs = n / 2;
   out->resize(n);
   const char* src = in.data();
   char* even = out->data();
   char* odd = even + half;
-  for (size_t i = 0; i < pairs; i++) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i low = _mm_set1_epi16(0x00ff);
+  for (; i + 16 <= pairs; i += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i + 16));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(even + i),
+                     _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(odd + i),
+                     _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+  }
+#endif
+  for (; i < pairs; i++) {
     even[i] = src[2 * i];
     odd[i] = src[2 * i + 1];
   }
@@ -86,7 +110,16 @@ void JoinPlanes(std::string_view in, std::string* out) {
   const char* even = in.data();
   const char* odd = even + half;
   char* dst = out->data();
-  for (size_t i = 0; i < pairs; i++) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 16 <= pairs; i += 16) {
+    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(even + i));
+    const __m128i o = _mm_loadu_si128(reinterpret_cast<const __m128i*>(odd + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i), _mm_unpacklo_epi8(e, o));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i + 16), _mm_unpackhi_epi8(e, o));
+  }
+#endif
+  for (; i < pairs; i++) {
     dst[2 * i] = even[i];
     dst[2 * i + 1] = odd[i];
   }
@@ -96,6 +129,11 @@ void JoinPlanes(std::string_view in, std::string* out) {
 
 bool CompressBody(int level, std::string_view body, std::string* out, bool* planes_out) {
   thread_local std::string planes;
+  // zstd writes into this and only what it wrote is copied out: growing a fresh string to the
+  // compression bound zero-filled ~66 KiB per chunk (4% of a sequential write's CPU).
+  thread_local std::string scratch;
+  std::string* const result = out;
+  out = &scratch;
   const size_t len = body.size();
   size_t n;
   *planes_out = false;
@@ -106,7 +144,8 @@ bool CompressBody(int level, std::string_view body, std::string* out, bool* plan
     *planes_out = true;
     const size_t noisy = (len + 1) / 2, smooth = len / 2;
     const size_t part = (noisy + kNoiseFrames - 1) / kNoiseFrames;
-    out->resize(kNoiseFrames * ZSTD_compressBound(part) + ZSTD_compressBound(smooth));
+    out->resize(std::max(out->size(),
+                         kNoiseFrames * ZSTD_compressBound(part) + ZSTD_compressBound(smooth)));
     n = 0;
     for (size_t from = 0; from < noisy && !ZSTD_isError(n); from += part) {
       const size_t take = std::min(part, noisy - from);
@@ -123,14 +162,14 @@ bool CompressBody(int level, std::string_view body, std::string* out, bool* plan
       n = ZSTD_isError(b) ? b : n + b;
     }
   } else {
-    out->resize(ZSTD_compressBound(len));
+    out->resize(std::max(out->size(), ZSTD_compressBound(len)));
     n = ZSTD_compressCCtx(Zstd().c, out->data(), out->size(), body.data(), len, level);
   }
   if (ZSTD_isError(n) || n >= len) {
     *planes_out = false;  // stored raw, as written
     return false;
   }
-  out->resize(n);
+  result->assign(scratch.data(), n);
   return true;
 }
 

@@ -194,8 +194,11 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
     if (it == f->dirty.end()) {
       DirtyChunk c;
       const uint64_t start = idx * cs;
-      if (in == 0 && part == cs) {
-        c.data = memory_->Take(cs);  // all of it is written: nothing to keep
+      const bool whole = in == 0 && part == cs;
+      if (whole) {
+        // All of it is written below: nothing to keep, nothing to zero (a sequential writer's
+        // zero fill of every chunk was 3-4% of its CPU).
+        c.data = memory_->TakeToOverwrite(cs);
       } else if (auto sit = f->sealing.find(idx); sit != f->sealing.end()) {
         c = *sit->second;  // on from the version being sealed (lazy or whole)
         c.data.resize(cs);
@@ -219,7 +222,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
         }
       }
       // Bytes past the current size are zeros even if an older, longer chunk had data.
-      if (f->size < start + cs) c.CutAt(f->size > start ? f->size - start : 0);
+      if (!whole && f->size < start + cs) c.CutAt(f->size > start ? f->size - start : 0);
       c.since = Now();
       it = f->dirty.emplace(idx, std::move(c)).first;
       f->dirty_bytes += cs;

@@ -77,6 +77,40 @@ TEST(ChunkBytesTest, OneFramePerPlaneFromEarlierWritersStillDecodes) {
       << "a missing plane is corruption";
 }
 
+// The planes on disk are the even bytes, then the odd ones, whatever the length (the vector
+// code's 32-byte steps and the byte-by-byte tail, odd lengths): decompressing the frames as
+// plain zstd gives exactly that, and the body decodes back to the chunk.
+TEST(ChunkBytesTest, PlanesAreTheEvenThenTheOddBytesAtEveryLength) {
+  std::vector<size_t> lengths;
+  for (size_t n = 1024; n < 1024 + 70; n++) lengths.push_back(n);
+  lengths.insert(lengths.end(),
+                 {size_t{64} << 10, (size_t{64} << 10) + 1, (size_t{64} << 10) + 33});
+  for (size_t n : lengths) {
+    SCOPED_TRACE("length " + std::to_string(n));
+    const std::string chunk = Samples(n, static_cast<uint32_t>(n));
+    std::string body, back;
+    bool planes = false;
+    ASSERT_TRUE(CompressBody(1, chunk, &body, &planes));
+    ASSERT_TRUE(planes);
+    std::string want;
+    for (size_t i = 0; i < n; i += 2) want.push_back(chunk[i]);
+    for (size_t i = 1; i < n; i += 2) want.push_back(chunk[i]);
+    std::string got;
+    for (std::string_view rest = body; !rest.empty();) {
+      const size_t f = ZSTD_findFrameCompressedSize(rest.data(), rest.size());
+      ASSERT_FALSE(ZSTD_isError(f));
+      std::string part(n, '\0');
+      const size_t m = ZSTD_decompress(part.data(), part.size(), rest.data(), f);
+      ASSERT_FALSE(ZSTD_isError(m));
+      got.append(part, 0, m);
+      rest.remove_prefix(f);
+    }
+    ASSERT_EQ(got, want);
+    ASSERT_TRUE(DecompressBody(body, planes, n, &back).ok());
+    ASSERT_EQ(back, chunk);
+  }
+}
+
 // A patch's plaintext applies its ranges; a table that breaks the format (out of the chunk,
 // out of order, overlapping, bytes missing or extra) is corruption and leaves the chunk as it was.
 TEST(ChunkBytesTest, PatchesApplyAndMalformedTablesAreCorruption) {
