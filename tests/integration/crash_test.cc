@@ -219,6 +219,7 @@ struct CrashParam {
   const char* name;
   long long default_iterations;
   std::vector<std::string> filesystem_config;
+  std::vector<std::string> extra_config = {};
 };
 
 // Names the parameter in test names and messages.
@@ -226,7 +227,10 @@ void PrintTo(const CrashParam& p, std::ostream* os) { *os << p.name; }
 
 class CrashTest : public MountFixture, public ::testing::WithParamInterface<CrashParam> {
  protected:
-  CrashTest() { filesystem_config_ = GetParam().filesystem_config; }
+  CrashTest() {
+    filesystem_config_ = GetParam().filesystem_config;
+    extra_config_ = GetParam().extra_config;
+  }
 
   std::string LogPath() const { return root() + "/durable.log"; }
 
@@ -456,13 +460,23 @@ TEST_P(CrashTest, FsyncedDataSurvivesKill9) {
 
   ASSERT_NO_FATAL_FAILURE(Remount());
   Verify(state, "after the final clean remount");
+  // The journal wrote the way this case asked for.
+  const bool direct = GetParam().extra_config.empty();
+  EXPECT_EQ(DaemonLog().find("appends bypass the page cache") != std::string::npos, direct)
+      << DaemonLog();
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Kill9, CrashTest,
     ::testing::Values(CrashParam{"DefaultConfig", 10, {}},
                       // Small segments: kills also land while segments fill up and roll over.
-                      CrashParam{"SmallSegments", 5, {"segment_size = \"4MiB\""}}),
+                      CrashParam{"SmallSegments", 5, {"segment_size = \"4MiB\""}},
+                      // The journal through the page cache ([journal] direct_io = false), as
+                      // on a hot tier without O_DIRECT.
+                      CrashParam{"PageCacheJournal",
+                                 5,
+                                 {"segment_size = \"4MiB\""},
+                                 {"[journal]", "direct_io = false"}}),
     [](const ::testing::TestParamInfo<CrashParam>& info) { return info.param.name; });
 
 }  // namespace
