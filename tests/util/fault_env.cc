@@ -171,7 +171,10 @@ void FaultEnv::Drop(std::mt19937_64* rng) {
         // What a direct write leaves on disk: zeros up to the block boundary.
         const uint64_t block = File::kDirectBlock;
         const uint64_t padded = (keep + block - 1) / block * block;
-        if (block_padding_ && padded <= *size) (*f)->Truncate(padded).IgnoreError();
+        const bool pads = block_padding_ && path.size() >= padding_suffix_.size() &&
+                          path.compare(path.size() - padding_suffix_.size(), padding_suffix_.size(),
+                                       padding_suffix_) == 0;
+        if (pads && padded <= *size) (*f)->Truncate(padded).IgnoreError();
       }
     }
     ++it;

@@ -47,9 +47,14 @@ class FaultEnv final : public Env {
   // Whether Files pass EnableDirectWrites on to the real ones (default: yes). Either way a
   // power loss keeps what was synced up to its logical end, not a direct write's padding.
   void SetDirectWrites(bool on) { direct_writes_ = on; }
-  // With padding on, a drop leaves each cut file zero-filled up to the next 4 KiB boundary
-  // (when it was that long): what a power cut leaves after direct writes.
-  void SetBlockPadding(bool on) { block_padding_ = on; }
+  // With padding on, a drop leaves each cut file whose name ends with `suffix` (all files when
+  // empty) zero-filled up to the next 4 KiB boundary, when it was that long: what a power cut
+  // leaves after direct writes (a journal segment's are ".seg").
+  void SetBlockPadding(bool on, const std::string& suffix = "") {
+    std::lock_guard<std::mutex> l(mu_);
+    block_padding_ = on;
+    padding_suffix_ = suffix;
+  }
   void ClearFaults();
 
   // Successful and failed fdatasync calls (Sync and WriteAndSync), for group-commit tests.
@@ -87,7 +92,8 @@ class FaultEnv final : public Env {
   Env* const base_;
   std::atomic<bool> fail_sync_{false};
   std::atomic<bool> direct_writes_{true};
-  std::atomic<bool> block_padding_{false};
+  bool block_padding_ = false;  // guarded by mu_
+  std::string padding_suffix_;  // guarded by mu_
   std::atomic<bool> fail_writes_{false};
   std::atomic<uint64_t> sync_count_{0};
   std::atomic<uint64_t> write_count_{0};

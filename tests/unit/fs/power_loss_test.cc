@@ -147,6 +147,8 @@ TEST_P(PowerLossTest, FsyncedFilesSurviveEveryCut) {
     env.SetFailWrites(true);
     env.SetFailSync(true);
     fs.reset();
+    // Half the cuts leave what direct writes leave: the last journal block padded with zeros.
+    env.SetBlockPadding(round % 2 == 1, ".seg");
     if (rng() % 2 == 0) {
       env.DropUnsyncedData();
     } else {
