@@ -544,12 +544,37 @@ Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool 
     }
     pending_.pop_front();
     pending_bytes_ -= c->data.size();
+    KeepLocked(c);
     written_lsn_ = std::max(written_lsn_, c->last_lsn);
     if (sync) durable_lsn_ = std::max(durable_lsn_, c->last_lsn);
     if (c->seal) disk_segment_ = c->segment + 1;
     cv_.notify_all();
   }
   return Status::OK();
+}
+
+void Journal::KeepLocked(std::shared_ptr<const Chunk> c) {
+  if (opts_.keep_written == 0 || c->data.empty()) return;
+  // A group commit's chunk is small in a buffer reserved for write_buffer bytes: keep a copy
+  // of just its bytes rather than the whole allocation.
+  if (c->data.capacity() > c->data.size() + c->data.size() / 4) {
+    auto small = std::make_shared<Chunk>();
+    small->segment = c->segment;
+    small->offset = c->offset;
+    small->data.assign(c->data);
+    c = std::move(small);
+  }
+  kept_bytes_ += c->data.capacity();
+  kept_.push_back(std::move(c));
+  while (kept_bytes_ > opts_.keep_written && !kept_.empty()) {
+    kept_bytes_ -= kept_.front()->data.capacity();
+    kept_.pop_front();
+  }
+}
+
+uint64_t Journal::KeptBytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return kept_bytes_;
 }
 
 Status Journal::ReleaseIoLocked(std::unique_lock<std::mutex>& l) {
@@ -655,6 +680,15 @@ Status Journal::Read(const Location& loc, std::string* payload) const {
           break;
         }
       }
+    }
+    if (chunk == nullptr && !in_memory && !kept_.empty()) {
+      // The last kept chunk that starts at or before the record (kept_ is in file order).
+      auto it = std::upper_bound(kept_.begin(), kept_.end(), loc,
+                                 [](const Location& l, const std::shared_ptr<const Chunk>& c) {
+                                   return l.segment != c->segment ? l.segment < c->segment
+                                                                  : l.offset < c->offset;
+                                 });
+      if (it != kept_.begin() && contains(**std::prev(it))) chunk = *std::prev(it);
     }
   }
   if (chunk != nullptr) {
@@ -880,6 +914,11 @@ Status Journal::RemoveSegments(const std::vector<uint64_t>& ids, uint64_t max_ls
     std::sort(victims.begin(), victims.end());
     std::erase_if(segments_, [&](const SegmentInfo& s) {
       return std::binary_search(victims.begin(), victims.end(), s.id);
+    });
+    std::erase_if(kept_, [&](const std::shared_ptr<const Chunk>& c) {
+      const bool gone = std::binary_search(victims.begin(), victims.end(), c->segment);
+      if (gone) kept_bytes_ -= c->data.capacity();
+      return gone;
     });
   }
   {

@@ -89,6 +89,11 @@ struct Options {
   // record after a crash, which recovery skips and the next append writes over. A clean close
   // and a seal cut the segment to its exact end (docs/formats/journal.md).
   bool direct_writes = true;
+  // Up to this many bytes of the most recently written records stay in memory, and Read serves
+  // them from there: what the page cache held for a journal written through it (a record read
+  // back soon after it was written, before the decoded-chunk cache has it: a study read right
+  // after its acquisition). 0: none.
+  uint64_t keep_written = 0;
 };
 
 class Journal {
@@ -167,6 +172,8 @@ class Journal {
   // briefly return locations in ActiveSegment() + 1 while the sealing I/O is in flight; Read
   // and Replay serve those from memory.
   std::vector<uint64_t> SegmentIds() const;
+  // Bytes of written records kept in memory for Read (at most Options::keep_written).
+  uint64_t KeptBytes() const;
   uint64_t ActiveSegment() const;
 
   // Deletes the files of sealed segments whose records are no longer needed, and fsyncs the
@@ -208,6 +215,8 @@ class Journal {
   // REQUIRES: mu_ held via l and the I/O token. Writes every queued seal, then gives the token
   // back and wakes waiters.
   Status ReleaseIoLocked(std::unique_lock<std::mutex>& l);
+  // REQUIRES: mu_ held. Keeps a chunk just written for Read, within Options::keep_written.
+  void KeepLocked(std::shared_ptr<const Chunk> c);
   // REQUIRES: the I/O token, mu_ NOT held.
   Status WriteChunk(const Chunk& c, bool sync);
 
@@ -239,6 +248,10 @@ class Journal {
   // completed, so Read and Replay find every unwritten record either here or in buf_.
   std::deque<std::shared_ptr<const Chunk>> pending_;
   uint64_t pending_bytes_ = 0;
+  // Written chunks kept for Read (Options::keep_written), in file order, oldest first;
+  // kept_bytes_ counts their allocations.
+  std::deque<std::shared_ptr<const Chunk>> kept_;
+  uint64_t kept_bytes_ = 0;
   std::vector<SegmentInfo> segments_;  // ascending; includes segments not yet created on disk
   bool io_busy_ = false;               // the I/O token: at most one thread writes files
   Status error_;

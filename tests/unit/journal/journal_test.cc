@@ -81,6 +81,7 @@ class JournalTest : public ::testing::Test {
     o.segment_size = segment_size_;
     o.write_buffer = write_buffer_;
     o.direct_writes = direct_writes_;
+    o.keep_written = keep_written_;
     return o;
   }
 
@@ -133,6 +134,7 @@ class JournalTest : public ::testing::Test {
   uint64_t segment_size_ = 1 << 20;
   size_t write_buffer_ = 64 << 10;
   bool direct_writes_ = true;
+  uint64_t keep_written_ = 0;
 
   void RandomizedCrash(uint64_t seed);
   std::unique_ptr<Journal> j_;
@@ -518,6 +520,48 @@ TEST_F(JournalTest, WithoutDirectWritesTheSegmentNeverHasPadding) {
   ASSERT_TRUE(Open().ok());
   EXPECT_EQ(ReplayAll().size(), 3u);
   for (const auto& r : {a, b, c}) ExpectReadable(r);
+}
+
+// With keep_written the newest records are read from memory (what the page cache did for a
+// journal written through it), within the budget: with every segment zeroed on disk the
+// newest records still read back and the oldest are Corruption. A removed segment's records
+// leave memory with it.
+TEST_F(JournalTest, TheNewestWrittenRecordsAreReadFromMemoryWithinTheBudget) {
+  keep_written_ = 64 << 10;
+  segment_size_ = 64 << 10;
+  ASSERT_TRUE(Open().ok());
+  std::vector<Appended> recs;
+  for (int i = 0; i < 100; i++) {
+    recs.push_back(Append(i, 2000));
+    if (i % 5 == 4) {
+      ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());  // a group commit: a small chunk
+    }
+  }
+  EXPECT_LE(j_->KeptBytes(), uint64_t{64} << 10);
+  EXPECT_GE(j_->KeptBytes(), uint64_t{40} << 10) << "small chunks are kept at their size";
+  const std::vector<uint64_t> ids = j_->SegmentIds();
+  ASSERT_GE(ids.size(), 3u);
+  for (uint64_t id : ids) {
+    std::string raw = ReadRaw(SegPath(id));
+    std::fill(raw.begin() + kSegmentHeaderSize, raw.end(), '\0');
+    WriteRaw(SegPath(id), raw);
+  }
+  for (int i = 80; i < 100; i++) ExpectReadable(recs[i]);
+  std::string got;
+  EXPECT_TRUE(j_->Read(recs[0].loc, &got).IsCorruption()) << "the oldest come from the disk";
+
+  // The newest record of a sealed segment that is still kept, then its segment removed.
+  const Appended* sealed = nullptr;
+  for (const auto& a : recs)
+    if (a.loc.segment < j_->ActiveSegment()) sealed = &a;
+  ASSERT_NE(sealed, nullptr);
+  ASSERT_TRUE(j_->Read(sealed->loc, &got).ok()) << "kept: the budget reaches back that far";
+  const uint64_t kept = j_->KeptBytes();
+  std::vector<uint64_t> removed;
+  ASSERT_TRUE(j_->RemoveSegments({sealed->loc.segment}, j_->LastLsn(), &removed).ok());
+  ASSERT_EQ(removed, (std::vector<uint64_t>{sealed->loc.segment}));
+  EXPECT_LT(j_->KeptBytes(), kept);
+  EXPECT_FALSE(j_->Read(sealed->loc, &got).ok()) << "a removed segment's record from memory";
 }
 
 TEST_F(JournalTest, FlippedBitIsCorruption) {
