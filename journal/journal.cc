@@ -537,6 +537,7 @@ Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool 
     const bool sync = c->seal || (sync_last && i + 1 == count);
     l.unlock();
     Status s = WriteChunk(*c, sync);
+    std::shared_ptr<const Chunk> keep = s.ok() ? ForKeeping(c) : nullptr;  // copies unlocked
     l.lock();
     if (!s.ok()) {
       SetErrorLocked(s);
@@ -544,7 +545,7 @@ Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool 
     }
     pending_.pop_front();
     pending_bytes_ -= c->data.size();
-    KeepLocked(c);
+    if (keep != nullptr) KeepLocked(std::move(keep));
     written_lsn_ = std::max(written_lsn_, c->last_lsn);
     if (sync) durable_lsn_ = std::max(durable_lsn_, c->last_lsn);
     if (c->seal) disk_segment_ = c->segment + 1;
@@ -553,17 +554,20 @@ Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool 
   return Status::OK();
 }
 
-void Journal::KeepLocked(std::shared_ptr<const Chunk> c) {
-  if (opts_.keep_written == 0 || c->data.empty()) return;
+std::shared_ptr<const Journal::Chunk> Journal::ForKeeping(
+    const std::shared_ptr<const Chunk>& c) const {
+  if (opts_.keep_written == 0 || c->data.empty()) return nullptr;
   // A group commit's chunk is small in a buffer reserved for write_buffer bytes: keep a copy
   // of just its bytes rather than the whole allocation.
-  if (c->data.capacity() > c->data.size() + c->data.size() / 4) {
-    auto small = std::make_shared<Chunk>();
-    small->segment = c->segment;
-    small->offset = c->offset;
-    small->data.assign(c->data);
-    c = std::move(small);
-  }
+  if (c->data.capacity() <= c->data.size() + c->data.size() / 4) return c;
+  auto small = std::make_shared<Chunk>();
+  small->segment = c->segment;
+  small->offset = c->offset;
+  small->data.assign(c->data);
+  return small;
+}
+
+void Journal::KeepLocked(std::shared_ptr<const Chunk> c) {
   kept_bytes_ += c->data.capacity();
   kept_.push_back(std::move(c));
   while (kept_bytes_ > opts_.keep_written && !kept_.empty()) {

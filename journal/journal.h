@@ -215,7 +215,10 @@ class Journal {
   // REQUIRES: mu_ held via l and the I/O token. Writes every queued seal, then gives the token
   // back and wakes waiters.
   Status ReleaseIoLocked(std::unique_lock<std::mutex>& l);
-  // REQUIRES: mu_ held. Keeps a chunk just written for Read, within Options::keep_written.
+  // What of a chunk just written to keep for Read (null: nothing; a small chunk's bytes are
+  // copied out of their large buffer). No lock needed.
+  std::shared_ptr<const Chunk> ForKeeping(const std::shared_ptr<const Chunk>& c) const;
+  // REQUIRES: mu_ held. Keeps it, dropping the oldest kept beyond Options::keep_written.
   void KeepLocked(std::shared_ptr<const Chunk> c);
   // REQUIRES: the I/O token, mu_ NOT held.
   Status WriteChunk(const Chunk& c, bool sync);
