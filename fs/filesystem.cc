@@ -50,9 +50,10 @@ Result<std::unique_ptr<journal::Journal>> OpenJournal(const Config& c, Env* env,
   o.segment_size = sb.segment_size;
   o.read_only = read_only;
   o.direct_writes = c.journal_direct_io;
-  // Direct appends leave nothing in the page cache: the newest records stay in memory instead,
-  // half as many bytes as the decoded-chunk cache (~4x that in CT-like file data).
-  if (c.journal_direct_io && !read_only) o.keep_written = c.chunk_cache_bytes / 2;
+  // Direct appends leave nothing in the page cache: the newest records stay in memory instead
+  // (only when the journal does write directly), half as many bytes as the decoded-chunk cache
+  // (~4x that in CT-like file data).
+  if (!read_only) o.keep_written = c.chunk_cache_bytes / 2;
   return journal::Journal::Open(o);
 }
 

@@ -446,7 +446,9 @@ std::shared_ptr<Journal::Chunk> Journal::NewChunkLocked() const {
   c->segment = active_segment_;
   c->offset = active_end_;
   c->last_lsn = next_lsn_ - 1;
-  c->data.reserve(std::min<uint64_t>(opts_.write_buffer, opts_.segment_size));
+  // Room for the record that crosses write_buffer too (a chunk record of up to 256 KiB): a
+  // full buffer would otherwise double its allocation on that last append.
+  c->data.reserve(std::min<uint64_t>(opts_.write_buffer + (256u << 10), opts_.segment_size));
   return c;
 }
 
@@ -556,15 +558,23 @@ Status Journal::DrainLocked(std::unique_lock<std::mutex>& l, size_t count, bool 
 
 std::shared_ptr<const Journal::Chunk> Journal::ForKeeping(
     const std::shared_ptr<const Chunk>& c) const {
-  if (opts_.keep_written == 0 || c->data.empty()) return nullptr;
-  // A group commit's chunk is small in a buffer reserved for write_buffer bytes: keep a copy
-  // of just its bytes rather than the whole allocation.
-  if (c->data.capacity() <= c->data.size() + c->data.size() / 4) return c;
-  auto small = std::make_shared<Chunk>();
-  small->segment = c->segment;
-  small->offset = c->offset;
-  small->data.assign(c->data);
-  return small;
+  // Through the page cache, the page cache keeps them.
+  if (!direct_ || c->data.empty() || c->data.size() > opts_.keep_written) return nullptr;
+  // A full chunk is kept as it is. A group commit's chunk is small in a buffer reserved for
+  // write_buffer bytes: keep a copy of just its bytes rather than the whole allocation.
+  if (c->data.size() >= opts_.write_buffer / 2 ||
+      c->data.capacity() <= c->data.size() + c->data.size() / 4) {
+    return c;
+  }
+  try {
+    auto small = std::make_shared<Chunk>();
+    small->segment = c->segment;
+    small->offset = c->offset;
+    small->data.assign(c->data);
+    return small;
+  } catch (const std::bad_alloc&) {
+    return nullptr;  // the I/O token is held: never leave by an exception
+  }
 }
 
 void Journal::KeepLocked(std::shared_ptr<const Chunk> c) {
@@ -665,9 +675,9 @@ Status Journal::Read(const Location& loc, std::string* payload) const {
   std::string rec;
   bool in_memory = false;
   std::shared_ptr<const Chunk> chunk;
-  auto contains = [&](const Chunk& c) {
+  auto contains = [&](const Chunk& c) {  // no overflow, whatever a damaged row says
     return c.segment == loc.segment && loc.offset >= c.offset &&
-           loc.offset + n <= c.offset + c.data.size();
+           loc.offset - c.offset <= c.data.size() && n <= c.data.size() - (loc.offset - c.offset);
   };
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -92,7 +92,8 @@ struct Options {
   // Up to this many bytes of the most recently written records stay in memory, and Read serves
   // them from there: what the page cache held for a journal written through it (a record read
   // back soon after it was written, before the decoded-chunk cache has it: a study read right
-  // after its acquisition). 0: none.
+  // after its acquisition). Only with direct writes (a journal written through the page cache
+  // has its records there). 0: none.
   uint64_t keep_written = 0;
 };
 

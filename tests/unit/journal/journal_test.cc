@@ -501,11 +501,13 @@ TEST_F(JournalTest, ASealCutShortByACrashIsFinishedAtOpen) {
 
 TEST_F(JournalTest, WithoutDirectWritesTheSegmentNeverHasPadding) {
   direct_writes_ = false;
+  keep_written_ = 1 << 20;
   ASSERT_TRUE(Open().ok());
   EXPECT_FALSE(j_->direct_writes());
   Appended a = Append(1, 100);
   ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
   EXPECT_EQ(fs::file_size(SegPath(1)), a.loc.offset + kRecordHeaderSize + 100);
+  EXPECT_EQ(j_->KeptBytes(), 0u) << "the page cache keeps them";
   // The next mount may turn them on: the file carries on either way.
   direct_writes_ = true;
   ASSERT_TRUE(Open().ok());
@@ -549,6 +551,9 @@ TEST_F(JournalTest, TheNewestWrittenRecordsAreReadFromMemoryWithinTheBudget) {
   for (int i = 80; i < 100; i++) ExpectReadable(recs[i]);
   std::string got;
   EXPECT_TRUE(j_->Read(recs[0].loc, &got).IsCorruption()) << "the oldest come from the disk";
+  Status rs;
+  ReplayAll(0, &rs);
+  EXPECT_TRUE(rs.IsCorruption()) << "Replay reads the disk: " << rs.ToString();
 
   // The newest record of a sealed segment that is still kept, then its segment removed.
   const Appended* sealed = nullptr;
