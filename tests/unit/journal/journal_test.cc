@@ -1001,6 +1001,7 @@ TEST_F(JournalTest, NoSpaceWhileCreatingSegmentIsSticky) {
 TEST_F(JournalTest, ConcurrentAppendersAndSyncers) {
   segment_size_ = 256 << 10;
   write_buffer_ = 16 << 10;
+  keep_written_ = 64 << 10;  // reads hit kept chunks, pending ones and the disk
   ASSERT_TRUE(Open().ok());
   constexpr int kThreads = 8;
   constexpr int kPerThread = 150;
