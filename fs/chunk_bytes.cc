@@ -127,13 +127,12 @@ void JoinPlanes(std::string_view in, std::string* out) {
 }
 }  // namespace
 
-bool CompressBody(int level, std::string_view body, std::string* out, bool* planes_out) {
+bool CompressBody(int level, std::string_view body, std::string* result, bool* planes_out) {
   thread_local std::string planes;
   // zstd writes into this and only what it wrote is copied out: growing a fresh string to the
   // compression bound zero-filled ~66 KiB per chunk (4% of a sequential write's CPU).
   thread_local std::string scratch;
-  std::string* const result = out;
-  out = &scratch;
+  std::string* const out = &scratch;
   const size_t len = body.size();
   size_t n;
   *planes_out = false;

@@ -13,10 +13,10 @@
 
 namespace strata::fs {
 
-// Compresses `body` at zstd `level` (> 0) into *out: the low-byte plane in four frames and the
+// Compresses `body` at zstd `level` (> 0) into *result: the low-byte plane in four frames and the
 // high-byte plane in one when it looks like 16-bit samples (*planes set). False when it does
 // not shrink: store it raw.
-bool CompressBody(int level, std::string_view body, std::string* out, bool* planes);
+bool CompressBody(int level, std::string_view body, std::string* result, bool* planes);
 // Undoes CompressBody: `len` plaintext bytes, or Corruption.
 Status DecompressBody(std::string_view body, bool planes, uint64_t len, std::string* out);
 // The plaintext length a compressed body's frame headers state (huge when they do not).

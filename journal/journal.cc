@@ -166,18 +166,25 @@ size_t FindValidRecord(std::string_view tail, uint64_t min_lsn) {
   return 0;
 }
 
-// Whether the file's bytes [off, end) are the padding a direct write leaves after a segment's
-// last record (File::EnableDirectWrites): all zero, shorter than a block, ending on a block
-// boundary.
+bool AllZero(std::string_view bytes) {
+  return bytes.find_first_not_of('\0') == std::string_view::npos;
+}
+
+// Whether `bytes`, the last ones of a file that ends at `end`, are the padding a direct write
+// leaves after a segment's last record (File::EnableDirectWrites): all zero, shorter than a
+// block, ending on a block boundary.
+bool IsDirectPadding(std::string_view bytes, uint64_t end) {
+  return !bytes.empty() && bytes.size() < File::kDirectBlock && end % File::kDirectBlock == 0 &&
+         AllZero(bytes);
+}
+
+// The same for the file's bytes [off, end), read from it.
 Result<bool> IsDirectPadding(File* file, uint64_t off, uint64_t end) {
-  if (file == nullptr || end <= off || end - off >= File::kDirectBlock ||
-      end % File::kDirectBlock != 0) {
-    return false;
-  }
+  if (file == nullptr || end <= off || end - off >= File::kDirectBlock) return false;
   std::string bytes(end - off, '\0');
   size_t got = 0;
   RETURN_IF_ERROR(file->Read(off, bytes.size(), bytes.data(), &got));
-  return got == bytes.size() && bytes.find_first_not_of('\0') == std::string::npos;
+  return got == bytes.size() && IsDirectPadding(bytes, end);
 }
 
 }  // namespace
@@ -243,8 +250,7 @@ Status Journal::Recover() {
       if (!header_only && is_last && size <= File::kDirectBlock) {
         std::string block(size, '\0');
         RETURN_IF_ERROR(f->Read(0, block.size(), block.data(), &got));
-        header_only =
-            got == size && block.find_first_not_of('\0', kSegmentHeaderSize) == std::string::npos;
+        header_only = got == size && AllZero(std::string_view(block).substr(kSegmentHeaderSize));
       }
       bool torn_create = is_last && header_only && (i > 0 || id == 1) &&
                          (problem == format::HeaderProblem::kShort ||
@@ -378,8 +384,7 @@ Status Journal::ScanLastSegment(File* file, uint64_t first_lsn, bool* sealed) {
     size_t got = 0;
     RETURN_IF_ERROR(file->Read(off, tail.size(), tail.data(), &got));
     tail.resize(got);
-    if (tail.size() == size - off && size % File::kDirectBlock == 0 &&
-        tail.size() < File::kDirectBlock && tail.find_first_not_of('\0') == std::string::npos) {
+    if (tail.size() == size - off && IsDirectPadding(tail, size)) {
       // The zeros a direct write pads the last block with: nothing was torn, and the next
       // append writes over them (a cut would also free the segment's preallocation).
       log::Debug("journal: segment {} ends at offset {} ({} bytes of padding)", id, off,
@@ -615,18 +620,14 @@ Status Journal::WriteChunk(const Chunk& c, bool sync) {
     return Status::Aborted(fmt::format(
         "journal: internal error: chunk for segment {} while {} is open", c.segment, io_segment_));
   }
-  if (c.seal) {
-    // A sealed segment ends exactly at its segment-end record: cut a direct write's padding
-    // (this one's, or an earlier mount's) off before the sync that makes the seal durable. It
-    // also gives back what the preallocation reserved past the end.
-    RETURN_IF_ERROR(io_file_->Write(c.offset, c.data));
-    RETURN_IF_ERROR(io_file_->Truncate(c.offset + c.data.size()));
-    RETURN_IF_ERROR(io_file_->Sync());
-  } else {
-    RETURN_IF_ERROR(sync ? io_file_->WriteAndSync(c.offset, c.data)
-                         : io_file_->Write(c.offset, c.data));
-  }
-  if (!c.seal) return Status::OK();
+  if (!c.seal)
+    return sync ? io_file_->WriteAndSync(c.offset, c.data) : io_file_->Write(c.offset, c.data);
+  // A sealed segment ends exactly at its segment-end record: cut a direct write's padding (this
+  // one's, or an earlier mount's) off before the sync that makes the seal durable. It also gives
+  // back what the preallocation reserved past the end.
+  RETURN_IF_ERROR(io_file_->Write(c.offset, c.data));
+  RETURN_IF_ERROR(io_file_->Truncate(c.offset + c.data.size()));
+  RETURN_IF_ERROR(io_file_->Sync());
   std::shared_ptr<File> next;
   RETURN_IF_ERROR(CreateSegment(c.segment + 1, c.next_first_lsn, &next));
   io_file_ = std::move(next);

@@ -28,10 +28,7 @@ class FaultFile final : public File {
   Status Write(uint64_t offset, std::string_view data) override {
     uint64_t allowed = 0;
     Status charge = env_->ChargeWrite(path(), data.size(), &allowed);
-    if (allowed > 0) {
-      RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
-      end_ = std::max(end_, offset + allowed);
-    }
+    if (allowed > 0) RETURN_IF_ERROR(WriteBase(offset, data.substr(0, allowed)));
     return charge;
   }
 
@@ -39,18 +36,11 @@ class FaultFile final : public File {
     // The real file's own WriteAndSync when no fault gets in the way: the path the journal
     // takes in production (a linked write and fdatasync, direct or not).
     uint64_t allowed = 0;
-    Status charge = env_->ChargeWrite(path(), data.size(), &allowed);
-    if (!charge.ok()) {
-      if (allowed > 0) {
-        RETURN_IF_ERROR(base_->Write(offset, data.substr(0, allowed)));
-        end_ = std::max(end_, offset + allowed);
-      }
-      return charge;
-    }
-    if (Status s = env_->ChargeSync(path()); !s.ok()) {
-      RETURN_IF_ERROR(base_->Write(offset, data));  // written, not durable
-      end_ = std::max(end_, offset + data.size());
-      return s;
+    Status fault = env_->ChargeWrite(path(), data.size(), &allowed);
+    if (fault.ok()) fault = env_->ChargeSync(path());
+    if (!fault.ok()) {  // what the write got goes out; none of it becomes durable
+      if (allowed > 0) RETURN_IF_ERROR(WriteBase(offset, data.substr(0, allowed)));
+      return fault;
     }
     RETURN_IF_ERROR(base_->WriteAndSync(offset, data));
     end_ = std::max(end_, offset + data.size());
@@ -81,6 +71,12 @@ class FaultFile final : public File {
   bool EnableDirectWrites() override { return env_->direct_writes_ && base_->EnableDirectWrites(); }
 
  private:
+  Status WriteBase(uint64_t offset, std::string_view data) {
+    RETURN_IF_ERROR(base_->Write(offset, data));
+    end_ = std::max(end_, offset + data.size());
+    return Status::OK();
+  }
+
   FaultEnv* env_;
   std::unique_ptr<File> base_;
   uint64_t end_;  // the highest byte written through this File (or its size at open)
@@ -171,10 +167,8 @@ void FaultEnv::Drop(std::mt19937_64* rng) {
         // What a direct write leaves on disk: zeros up to the block boundary.
         const uint64_t block = File::kDirectBlock;
         const uint64_t padded = (keep + block - 1) / block * block;
-        const bool pads = block_padding_ && path.size() >= padding_suffix_.size() &&
-                          path.compare(path.size() - padding_suffix_.size(), padding_suffix_.size(),
-                                       padding_suffix_) == 0;
-        if (pads && padded <= *size) (*f)->Truncate(padded).IgnoreError();
+        if (block_padding_ && path.ends_with(padding_suffix_) && padded <= *size)
+          (*f)->Truncate(padded).IgnoreError();
       }
     }
     ++it;
