@@ -49,6 +49,10 @@ class File {
   // filesystem cannot (no O_DIRECT); a filesystem that refuses a direct write later (EINVAL)
   // gets that write and the later ones through the page cache instead.
   virtual bool EnableDirectWrites() { return false; }
+  // Tells the filesystem that [offset, offset + n) is about to be read, so that it starts
+  // reading it in without waiting for it (POSIX_FADV_WILLNEED). Advisory: does nothing where
+  // it cannot.
+  virtual void WillNeed(uint64_t /*offset*/, uint64_t /*n*/) {}
   static constexpr size_t kDirectBlock = 4096;
 };
 

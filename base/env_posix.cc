@@ -188,6 +188,11 @@ class PosixFile final : public File {
 
   const std::string& path() const override { return path_; }
 
+  void WillNeed(uint64_t offset, uint64_t n) override {
+    (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
+                          POSIX_FADV_WILLNEED);
+  }
+
   bool EnableDirectWrites() override {
     if (dfd_ >= 0) return true;
     struct stat st;

@@ -145,7 +145,8 @@ Status Filesystem::Materialize(uint64_t ino, uint64_t index, DirtyChunk* c, bool
   if (!gaps.empty()) {
     std::string base(c->base_len, '\0');
     bool blocked = false;
-    RETURN_IF_ERROR(ReadStoredChunk(ino, index, 0, c->base_len, base.data(), allow_cold,
+    RETURN_IF_ERROR(ReadStoredChunk(ino, index, 0, c->base_len, base.data(),
+                                    allow_cold ? Reach::kAny : Reach::kHot,
                                     allow_cold ? nullptr : &blocked, nullptr));
     for (const auto& [b, e] : gaps) std::memcpy(c->data.data() + b, base.data() + b, e - b);
   }
@@ -217,7 +218,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t offset,
             c.base_len = static_cast<uint32_t>(keep);
           } else if (where != Stored::kNone) {
             RETURN_IF_ERROR(
-                ReadStoredChunk(ino, idx, 0, keep, c.data.data(), true, nullptr, nullptr));
+                ReadStoredChunk(ino, idx, 0, keep, c.data.data(), Reach::kAny, nullptr, nullptr));
           }
         }
       }

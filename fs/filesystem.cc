@@ -309,7 +309,13 @@ Status Filesystem::Start() {
   // cache fills at the pace of the reads).
   if (memory_ && reserve_memory_)
     memory_->StartReserving(std::min(config_.chunk_cache_bytes, kReserveBytes));
-  read_helpers_ = std::make_unique<WorkerPool>(std::max(2u, std::thread::hardware_concurrency()));
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  read_helpers_ = std::make_unique<WorkerPool>(std::max(2u, cores));
+  // One decoding read per core, and two more to cover reads waiting on the disk (a hint has
+  // started their records in, WillRead): 32 PACS readers on 2 cores had their lowest p99 at
+  // 4-6 threads (bench/README.md, item 16).
+  hot_readers_ = std::make_unique<WorkerPool>(cores + 2);
+  hot_inline_ = cores;
   if (read_only_) {
     StartTiering();  // cold readers only
     return Status::OK();
@@ -376,7 +382,8 @@ Status Filesystem::Shutdown() {
   }
   committer_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
-  read_helpers_.reset();  // the session has stopped: no read is in flight
+  hot_readers_.reset();  // the session has stopped: no read is in flight
+  read_helpers_.reset();
   if (!meta_ || !journal_) return Status::OK();
   Status first;
   if (!read_only_) {

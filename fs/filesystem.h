@@ -176,9 +176,12 @@ class Filesystem {
                                            int flags, const Caller& caller);
   // Blocks until the data is there, from whichever tier holds it.
   Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf);
-  // The same read for the FUSE glue: `done` runs exactly once, before ReadAsync returns when
-  // everything needed is in memory or on the hot tier (or the read cache), otherwise later on
-  // a cold-reader thread, so a read that waits on a slow tier never holds a FUSE worker.
+  // The same read for the FUSE glue: `done` runs exactly once. Before ReadAsync returns when
+  // every byte is in memory (buffered, or in the decoded-chunk cache); otherwise later, on a
+  // hot-reader thread when the records to decode are on the hot tier (or in the read cache),
+  // else on a cold-reader thread. FUSE workers so never decode or wait on a tier: they stay
+  // free for the lookups, opens and stats queued behind a burst of reads, and the reads are
+  // decoded in the order they came (docs/architecture.md, "Read").
   using ReadDone = std::function<void(const Status& s, const char* data, size_t n)>;
   void ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done);
   Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t offset, std::string_view data);
@@ -206,6 +209,9 @@ class Filesystem {
   uint64_t applied_lsn_at_open() const { return replayed_from_; }
   uint64_t replayed_records() const { return replayed_records_; }
   bool read_only() const { return read_only_; }
+  // Below this many reads decoding, a FUSE worker decodes its own (default: one per core).
+  // After Start; 0 sends every read with records to decode to the hot readers.
+  void SetHotInlineForTesting(unsigned reads) { hot_inline_ = reads; }
 
  private:
   // A chunk being written. A partial write to a chunk stored on the hot tier does not read it
@@ -317,16 +323,19 @@ class Filesystem {
   Result<Stored> WhereStored(uint64_t ino, uint64_t index);
   // The stored records of a file: its chunks, then its patches. REQUIRES: mu_ held.
   Result<std::vector<meta::ChunkRow>> StoredRecordsLocked(uint64_t ino);
+  // What a read may wait for on the thread it runs on: only memory (no decoding: a FUSE
+  // worker), the hot tier and the read cache (a hot reader), or any tier (a cold reader).
+  enum class Reach { kMemory, kHot, kAny };
   // Fills buf with the stored chunk's bytes [off, off+n) (zeros past its logical length).
   // *cold (may be null) is set when the chunk is on a cold tier.
   Status ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
-                         bool allow_cold, bool* blocked, bool* cold);
-  // With allow_cold false, a chunk that would have to wait on a cold tier is not fetched:
+                         Reach reach, bool* blocked, bool* cold);
+  // A chunk that needs more than `reach` (decoding, or a wait on a cold tier) is not read:
   // *blocked is set and the result is an error the caller discards.
   // The chunk's bytes with its patches (rows from ListPatches) applied.
   Result<std::shared_ptr<const std::string>> LoadChunk(uint64_t ino, const meta::ChunkRow& c,
                                                        const std::vector<meta::ChunkRow>& patches,
-                                                       bool allow_cold = true,
+                                                       Reach reach = Reach::kAny,
                                                        bool* blocked = nullptr);
   // Reads, checks and decompresses one record (a chunk or a patch) into its plaintext. On
   // success *plain is exactly that: its size is set and every byte written, so it may be a
@@ -334,7 +343,14 @@ class Filesystem {
   Status DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allow_cold, bool* blocked,
                       ChunkHeader* got, std::string* plain);
   Result<size_t> ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf,
-                          bool allow_cold, bool* blocked);
+                          Reach reach, bool* blocked);
+  // ReadAsync's steps: the read within `reach` on this thread, or handed to the pool that may
+  // wait for more.
+  void ReadWithin(Reach reach, uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
+                  ReadDone done);
+  // Starts reading in, without waiting, the hot-tier records of the stored chunks under
+  // [offset, offset + size): a hot reader will decode them soon.
+  void WillRead(uint64_t ino, uint64_t offset, size_t size);
 
   // Tiering internals (fs/tiering.cc).
   struct Fetch;
@@ -418,6 +434,10 @@ class Filesystem {
   // when fewer reads than helpers are decoding stored chunks (reads_decoding_).
   std::unique_ptr<WorkerPool> read_helpers_;
   std::atomic<unsigned> reads_decoding_{0};
+  // ReadAsync jobs that decode hot records, in the order the reads came (started: null before).
+  std::unique_ptr<WorkerPool> hot_readers_;
+  std::atomic<unsigned> hot_reads_{0};   // reads decoding hot records or queued to
+  std::atomic<unsigned> hot_inline_{0};  // below this many, a FUSE worker decodes its read
   uint64_t replayed_from_ = 0, replayed_records_ = 0;
 
   std::mutex mu_;  // metadata: meta_, lookups_, open_, handles_

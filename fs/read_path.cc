@@ -61,11 +61,16 @@ Status Filesystem::DecodeRecord(uint64_t ino, const meta::ChunkRow& c, bool allo
 }
 
 Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
-    uint64_t ino, const meta::ChunkRow& c, const std::vector<meta::ChunkRow>& patches,
-    bool allow_cold, bool* blocked) {
+    uint64_t ino, const meta::ChunkRow& c, const std::vector<meta::ChunkRow>& patches, Reach reach,
+    bool* blocked) {
   // Cached by the version of the last record that shaped it: every record's is unique.
   const uint64_t top = patches.empty() ? c.version : patches.back().version;
   if (auto hit = cache_->Get(ino, c.index, top)) return hit;
+  if (reach == Reach::kMemory) {
+    if (blocked != nullptr) *blocked = true;
+    return Status::Unavailable("decoding must not run here");
+  }
+  const bool allow_cold = reach == Reach::kAny;
   std::shared_ptr<const std::string> base = cache_->Get(ino, c.index, c.version);
   // A chunk of half the chunk size or more is decoded into a reused buffer (chunk_memory.h);
   // a small file's is not, as the cache counts the bytes it holds, not the buffer's.
@@ -111,7 +116,7 @@ Result<std::shared_ptr<const std::string>> Filesystem::LoadChunk(
 }
 
 Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, size_t n, char* buf,
-                                   bool allow_cold, bool* blocked, bool* cold) {
+                                   Reach reach, bool* blocked, bool* cold) {
   struct Found {
     std::optional<meta::ChunkRow> row;
     std::vector<meta::ChunkRow> patches;
@@ -135,7 +140,7 @@ Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, s
   RETURN_IF_ERROR(look(&st));
   std::shared_ptr<const std::string> data;
   for (int attempt = 0; st.row; ++attempt) {
-    auto r = LoadChunk(ino, *st.row, st.patches, allow_cold, blocked);
+    auto r = LoadChunk(ino, *st.row, st.patches, reach, blocked);
     if (r.ok()) {
       data = std::move(r).value();
       break;
@@ -165,28 +170,71 @@ Status Filesystem::ReadStoredChunk(uint64_t ino, uint64_t index, uint64_t off, s
 
 Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
                                 char* buf) {
-  return ReadImpl(ino, fh, offset, size, buf, true, nullptr);
+  return ReadImpl(ino, fh, offset, size, buf, Reach::kAny, nullptr);
 }
 
 void Filesystem::ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done) {
+  ReadWithin(hot_readers_ ? Reach::kMemory : Reach::kHot, ino, fh, offset, size, std::move(done));
+}
+
+void Filesystem::ReadWithin(Reach reach, uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
+                            ReadDone done) {
+  if (reach == Reach::kHot && !cold_readers_) reach = Reach::kAny;  // not started
   // One buffer per calling thread: a fresh allocation per hot read costs page faults.
   thread_local std::vector<char> buf;
   if (buf.size() < size) buf.resize(size);
   bool blocked = false;
-  auto n = ReadImpl(ino, fh, offset, size, buf.data(), cold_readers_ == nullptr, &blocked);
+  auto n = ReadImpl(ino, fh, offset, size, buf.data(), reach, &blocked);
   if (!blocked) {
     done(n.status(), buf.data(), n.ok() ? *n : 0);
     return;
   }
-  cold_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)] {
-    std::string own(size, '\0');
-    auto r = ReadImpl(ino, fh, offset, size, own.data(), true, nullptr);
-    done(r.status(), own.data(), r.ok() ? *r : 0);
+  if (reach == Reach::kHot) {
+    cold_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)]() mutable {
+      ReadWithin(Reach::kAny, ino, fh, offset, size, std::move(done));
+    });
+    return;
+  }
+  // Records to decode, on a FUSE worker. While fewer reads than cores are decoding, this one
+  // decodes here at once: a hop to another thread would only add a wake-up. Beyond that it
+  // joins the hot readers' queue, so that the cores finish reads in the order they came.
+  // Decoding every read on the FUSE workers let all of them share the cores at once, so none
+  // finished soon, and the cheap requests (lookups, opens) waited behind them
+  // (bench/README.md, item 16).
+  if (hot_reads_.fetch_add(1) < hot_inline_) {
+    ReadWithin(Reach::kHot, ino, fh, offset, size, std::move(done));
+    hot_reads_.fetch_sub(1);
+    return;
+  }
+  WillRead(ino, offset, size);  // the disk reads them in while the read waits in the queue
+  hot_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)]() mutable {
+    ReadWithin(Reach::kHot, ino, fh, offset, size, std::move(done));
+    hot_reads_.fetch_sub(1);
   });
 }
 
+void Filesystem::WillRead(uint64_t ino, uint64_t offset, size_t size) {
+  const uint64_t cs = sb_.chunk_size;
+  std::vector<journal::Location> want;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (uint64_t idx = offset / cs; size > 0 && idx <= (offset + size - 1) / cs; idx++) {
+      auto row = meta_->GetChunk(ino, idx);
+      if (!row.ok() || !*row) continue;
+      std::vector<meta::ChunkRow> records{**row};
+      if ((*row)->patches > 0) {
+        auto patches = meta_->ListPatches(ino, idx);
+        if (patches.ok()) records.insert(records.end(), patches->begin(), patches->end());
+      }
+      for (const meta::ChunkRow& c : records)
+        if (!internal::IsPlacement(c.segment)) want.push_back({c.segment, c.offset, c.stored_len});
+    }
+  }
+  journal_->WillRead(std::move(want));
+}
+
 Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
-                                    char* buf, bool allow_cold, bool* blocked) {
+                                    char* buf, Reach reach, bool* blocked) {
   auto f = GetOpen(ino);
   if (!f) return Status::Posix(EBADF);
   const uint64_t cs = sb_.chunk_size;
@@ -242,8 +290,9 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   // Parts served whole by their stored chunk (a 512 KiB READ is 8 chunks of 64 KiB) are decoded
   // in parallel when fewer reads than cores are decoding: one file's read then uses every core.
   // Under more reads every core has one already, and handing chunks around only adds switches
-  // (32 PACS readers lost up to 11% with it). Only for the hot attempt of a read (!allow_cold):
-  // a read that may wait on a cold tier would hold a helper for the tier's timeout.
+  // (32 PACS readers lost up to 11% with it). Only on a hot reader (Reach::kHot): a read that
+  // may wait on a cold tier would hold a helper for the tier's timeout, and a FUSE worker
+  // decodes nothing.
   const auto wholes =
       std::count_if(stored.begin(), stored.end(), [](const Part& p) { return p.gaps.empty(); });
   struct Decoding {  // counts the reads that could use the helpers, while they decode
@@ -253,7 +302,7 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     ~Decoding() {
       if (n) n->fetch_sub(1);
     }
-  } decoding(wholes >= 2 && !allow_cold && read_helpers_ ? &reads_decoding_ : nullptr);
+  } decoding(wholes >= 2 && reach == Reach::kHot && read_helpers_ ? &reads_decoding_ : nullptr);
   if (decoding.n != nullptr && decoding.before < read_helpers_->threads()) {
     struct Outcome {
       Status s;
@@ -263,7 +312,7 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     read_helpers_->RunWithHelp(stored.size(), [&](size_t i) {
       const Part& p = stored[i];
       if (!p.gaps.empty()) return;  // below, on this thread
-      out[i].s = ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold,
+      out[i].s = ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, reach,
                                  blocked != nullptr ? &out[i].blocked : nullptr, &out[i].cold);
     });
     for (const Outcome& o : out) {
@@ -278,7 +327,7 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     for (const Part& p : stored) {
       if (!p.gaps.empty()) continue;
       RETURN_IF_ERROR(
-          ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, allow_cold, blocked, &cold));
+          ReadStoredChunk(ino, p.index, p.off, p.n, buf + p.pos, reach, blocked, &cold));
     }
   }
   for (const Part& p : stored) {
@@ -286,8 +335,7 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
     // The buffer's bytes are in place; fill the gaps from the chunk as stored. A seal that
     // lands meanwhile changes only the written ranges, not these.
     std::string whole(p.n, '\0');
-    RETURN_IF_ERROR(
-        ReadStoredChunk(ino, p.index, p.off, p.n, whole.data(), allow_cold, blocked, &cold));
+    RETURN_IF_ERROR(ReadStoredChunk(ino, p.index, p.off, p.n, whole.data(), reach, blocked, &cold));
     for (const auto& [b, e] : p.gaps)
       std::memcpy(buf + p.pos + (b - p.off), &whole[b - p.off], e - b);
   }

@@ -28,6 +28,12 @@ struct Journal::Chunk {
   uint64_t next_first_lsn = 0;
 };
 
+bool Journal::Holds(const Chunk& c, const Location& loc) {
+  const uint64_t n = kRecordHeaderSize + uint64_t{loc.length};
+  return c.segment == loc.segment && loc.offset >= c.offset &&
+         loc.offset - c.offset <= c.data.size() && n <= c.data.size() - (loc.offset - c.offset);
+}
+
 namespace {
 
 constexpr uint64_t kMinSegmentSize = 4096;
@@ -676,34 +682,16 @@ Status Journal::Read(const Location& loc, std::string* payload) const {
   std::string rec;
   bool in_memory = false;
   std::shared_ptr<const Chunk> chunk;
-  auto contains = [&](const Chunk& c) {  // no overflow, whatever a damaged row says
-    return c.segment == loc.segment && loc.offset >= c.offset &&
-           loc.offset - c.offset <= c.data.size() && n <= c.data.size() - (loc.offset - c.offset);
-  };
   {
     std::lock_guard<std::mutex> l(mu_);
     if (loc.segment == 0 || loc.segment > active_segment_) {
       return Status::InvalidArgument(fmt::format("journal: no segment {}", loc.segment));
     }
-    if (contains(*buf_)) {
+    if (Holds(*buf_, loc)) {
       rec.assign(buf_->data, loc.offset - buf_->offset, n);
       in_memory = true;
     } else {
-      for (const auto& c : pending_) {
-        if (contains(*c)) {
-          chunk = c;
-          break;
-        }
-      }
-    }
-    if (chunk == nullptr && !in_memory && !kept_.empty()) {
-      // The last kept chunk that starts at or before the record (kept_ is in file order).
-      auto it = std::upper_bound(kept_.begin(), kept_.end(), loc,
-                                 [](const Location& l, const std::shared_ptr<const Chunk>& c) {
-                                   return l.segment != c->segment ? l.segment < c->segment
-                                                                  : l.offset < c->offset;
-                                 });
-      if (it != kept_.begin() && contains(**std::prev(it))) chunk = *std::prev(it);
+      chunk = FindInMemoryLocked(loc);
     }
   }
   if (chunk != nullptr) {
@@ -842,6 +830,45 @@ Status Journal::Replay(uint64_t after_lsn, const std::function<Status(const Reco
   return CorruptionAt(
       active, active_end,
       fmt::format("the journal ends before LSN {} (last LSN {})", expected, end_lsn));
+}
+
+std::shared_ptr<const Journal::Chunk> Journal::FindInMemoryLocked(const Location& loc) const {
+  for (const auto& c : pending_)
+    if (Holds(*c, loc)) return c;
+  if (kept_.empty()) return nullptr;
+  // The last kept chunk that starts at or before the record (kept_ is in file order).
+  auto it = std::upper_bound(kept_.begin(), kept_.end(), loc,
+                             [](const Location& l, const std::shared_ptr<const Chunk>& c) {
+                               return l.segment != c->segment ? l.segment < c->segment
+                                                              : l.offset < c->offset;
+                             });
+  if (it != kept_.begin() && Holds(**std::prev(it), loc)) return *std::prev(it);
+  return nullptr;
+}
+
+void Journal::WillRead(std::vector<Location> locs) const {
+  // Records this close together are hinted as one range: the gap costs less to read than a
+  // second request does.
+  constexpr uint64_t kJoinGap = 64 << 10;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::erase_if(locs, [&](const Location& loc) {
+      return loc.segment == 0 || loc.segment > active_segment_ || loc.offset < kSegmentHeaderSize ||
+             Holds(*buf_, loc) || FindInMemoryLocked(loc) != nullptr;
+    });
+  }
+  std::sort(locs.begin(), locs.end(), [](const Location& a, const Location& b) {
+    return a.segment != b.segment ? a.segment < b.segment : a.offset < b.offset;
+  });
+  for (size_t i = 0; i < locs.size();) {
+    const uint64_t segment = locs[i].segment, begin = locs[i].offset;
+    uint64_t end = begin + kRecordHeaderSize + locs[i].length;
+    for (++i; i < locs.size() && locs[i].segment == segment && locs[i].offset <= end + kJoinGap;
+         ++i)
+      end = std::max(end, locs[i].offset + kRecordHeaderSize + locs[i].length);
+    auto file = ReadFile(segment);
+    if (file.ok()) (*file)->WillNeed(begin, end - begin);
+  }
 }
 
 Status Journal::ReadSegmentHeader(File* file, uint64_t id, uint64_t* first_lsn) const {

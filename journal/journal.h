@@ -145,6 +145,10 @@ class Journal {
   // `loc`, and returns its payload. Corruption (and a logged alert) on any mismatch, never
   // wrong data. Records still in memory are served from memory.
   Status Read(const Location& loc, std::string* payload) const;
+  // Asks the filesystem to start reading the records at `locs` in (they are about to be Read),
+  // without waiting for them: one hint per run of nearby records. Records in memory and
+  // locations that name no segment are skipped. Advisory; never fails.
+  void WillRead(std::vector<Location> locs) const;
 
   // Calls fn for every record with after_lsn < LSN <= LastLsn() (as of the call), in LSN order,
   // starting from the segment whose header says it holds after_lsn + 1. Checks every record's
@@ -219,6 +223,11 @@ class Journal {
   // What of a chunk just written to keep for Read (null: nothing; a small chunk's bytes are
   // copied out of their large buffer). No lock needed.
   std::shared_ptr<const Chunk> ForKeeping(const std::shared_ptr<const Chunk>& c) const;
+  // Whether `c` holds the whole record at `loc`; no overflow, whatever a damaged row says.
+  static bool Holds(const Chunk& c, const Location& loc);
+  // REQUIRES: mu_ held. The written or queued chunk (not buf_) that holds the whole record at
+  // `loc`, or null.
+  std::shared_ptr<const Chunk> FindInMemoryLocked(const Location& loc) const;
   // REQUIRES: mu_ held. Keeps it, dropping the oldest kept beyond Options::keep_written.
   void KeepLocked(std::shared_ptr<const Chunk> c);
   // REQUIRES: the I/O token, mu_ NOT held.

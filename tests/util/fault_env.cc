@@ -25,6 +25,14 @@ class FaultFile final : public File {
     return base_->Read(offset, n, scratch, got);
   }
 
+  void WillNeed(uint64_t offset, uint64_t n) override {
+    {
+      std::lock_guard<std::mutex> l(env_->mu_);
+      env_->hints_.push_back({path(), offset, n});
+    }
+    base_->WillNeed(offset, n);
+  }
+
   Status Write(uint64_t offset, std::string_view data) override {
     uint64_t allowed = 0;
     Status charge = env_->ChargeWrite(path(), data.size(), &allowed);

@@ -61,6 +61,15 @@ class FaultEnv final : public Env {
   uint64_t sync_count() const { return sync_count_; }
   uint64_t write_count() const { return write_count_; }
   uint64_t dir_sync_count() const { return dir_sync_count_; }
+  // Every File::WillNeed hint so far, in order (they are passed on to the real file).
+  struct Hint {
+    std::string path;
+    uint64_t offset, n;
+  };
+  std::vector<Hint> hints() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return hints_;
+  }
 
   // Env.
   Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override;
@@ -98,8 +107,9 @@ class FaultEnv final : public Env {
   std::atomic<uint64_t> sync_count_{0};
   std::atomic<uint64_t> write_count_{0};
   std::atomic<uint64_t> dir_sync_count_{0};
+  std::vector<Hint> hints_;  // guarded by mu_
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, FileState> files_;  // GUARDED_BY(mu_)
   std::set<std::string> unsynced_dirs_;     // made here, parent not synced since (GUARDED_BY)
   bool space_limited_ = false;              // GUARDED_BY(mu_)

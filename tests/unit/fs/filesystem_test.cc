@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <thread>
 #include <vector>
@@ -270,7 +271,7 @@ TEST_F(FilesystemTest, FlippedBitInChunkIsEioNotData) {
 // A started filesystem decodes a multi-chunk read's chunks on its read helpers too (the FUSE
 // path, ReadAsync): several threads reading 8-chunk files at once get every byte, and a damaged
 // chunk in the middle of one fails that read with EIO (whichever thread decoded it) while the
-// others still succeed.
+// others still succeed. Reads beyond one per core go through the hot readers' queue.
 TEST_F(FilesystemTest, MultiChunkReadsDecodedInParallelAreExactAndDamageIsEio) {
   std::vector<uint64_t> inos;
   for (uint32_t i = 0; i < 4; i++) {
@@ -296,7 +297,7 @@ TEST_F(FilesystemTest, MultiChunkReadsDecodedInParallelAreExactAndDamageIsEio) {
         std::string buf(8 * 16384, '\0');
         Result<size_t> n = fh.ok() ? Status::IOError("no reply") : fh.status();
         if (fh.ok()) {
-          // Hot data: `done` runs before ReadAsync returns.
+          std::promise<void> answered;
           fs_->ReadAsync(inos[k], *fh, 0, buf.size(),
                          [&](const Status& st, const char* data, size_t got) {
                            if (st.ok()) {
@@ -305,7 +306,9 @@ TEST_F(FilesystemTest, MultiChunkReadsDecodedInParallelAreExactAndDamageIsEio) {
                            } else {
                              n = st;
                            }
+                           answered.set_value();
                          });
+          answered.get_future().wait();
           fs_->Release(inos[k], *fh).IgnoreError();
         }
         if (k == 3) {
@@ -321,6 +324,60 @@ TEST_F(FilesystemTest, MultiChunkReadsDecodedInParallelAreExactAndDamageIsEio) {
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(exact.load() + eio.load(), 80);
   EXPECT_EQ(eio.load(), 20);
+}
+
+// ReadAsync answers a read whose bytes are in memory (here: the decoded-chunk cache) on the
+// calling thread before it returns. One with records to decode goes, once as many reads as the
+// FUSE workers may decode are decoding (0 here), to the hot readers, which answer it later on
+// their own thread: exactly, or EIO for a damaged chunk.
+TEST_F(FilesystemTest, AsyncReadsAnswerFromMemoryAtOnceAndQueueDecoding) {
+  const std::string good = Random(8 * 16384, 50), bad = Random(8 * 16384, 51);
+  const uint64_t ino = CreateFile("good", good);
+  const uint64_t damaged = CreateFile("bad", bad);
+  CreateFile("tail", Random(1 << 20, 52));  // the damaged record then lies in a sealed segment
+  fs_.reset();
+  ASSERT_NO_FATAL_FAILURE(
+      FlipCiphertextBit(root_ + "/hot", ChunkOf(root_ + "/hot", damaged, 2), 0x10));
+  Reopen();
+  ASSERT_TRUE(fs_->Start().ok());
+  fs_->SetHotInlineForTesting(0);
+
+  struct Answer {
+    Status status;
+    std::string data;
+    std::thread::id thread;
+    bool before_return = false;
+  };
+  auto read = [&](uint64_t file) {
+    auto fh = fs_->Open(file, O_RDONLY);
+    EXPECT_TRUE(fh.ok());
+    Answer a;
+    std::promise<void> answered;
+    std::atomic<bool> returned{false};
+    fs_->ReadAsync(file, *fh, 0, good.size(), [&](const Status& st, const char* data, size_t n) {
+      a.status = st;
+      if (st.ok()) a.data.assign(data, n);
+      a.thread = std::this_thread::get_id();
+      a.before_return = !returned;
+      answered.set_value();
+    });
+    returned = true;
+    answered.get_future().wait();
+    EXPECT_TRUE(fs_->Release(file, *fh).ok());
+    return a;
+  };
+  Answer decoded = read(ino);
+  ASSERT_TRUE(decoded.status.ok()) << decoded.status.ToString();
+  EXPECT_TRUE(decoded.data == good);
+  EXPECT_NE(decoded.thread, std::this_thread::get_id()) << "decoded on the FUSE worker";
+  Answer cached = read(ino);
+  ASSERT_TRUE(cached.status.ok()) << cached.status.ToString();
+  EXPECT_TRUE(cached.data == good);
+  EXPECT_EQ(cached.thread, std::this_thread::get_id());
+  EXPECT_TRUE(cached.before_return);
+  Answer failed = read(damaged);
+  EXPECT_EQ(failed.status.ToErrno(), EIO) << failed.status.ToString();
+  EXPECT_NE(failed.thread, std::this_thread::get_id());
 }
 
 // The journal's fdatasync fails under the background commit: nothing is committed (the database

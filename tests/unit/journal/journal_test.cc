@@ -569,6 +569,48 @@ TEST_F(JournalTest, TheNewestWrittenRecordsAreReadFromMemoryWithinTheBudget) {
   EXPECT_FALSE(j_->Read(sealed->loc, &got).ok()) << "a removed segment's record from memory";
 }
 
+// WillRead: a hint per run of nearby records on disk, one segment at a time; records in
+// memory (the open write buffer, kept chunks) and locations that name no record get none.
+TEST_F(JournalTest, WillReadHintsEachRunOfRecordsOnDiskOnce) {
+  segment_size_ = 256 << 10;
+  ASSERT_TRUE(Open().ok());
+  std::vector<Appended> recs;
+  for (int i = 0; i < 200; i++) recs.push_back(Append(i, 2000));
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  const Appended buffered = Append(1000, 2000);  // not written yet: in the write buffer
+  ASSERT_EQ(recs[0].loc.segment, 1u);
+  ASSERT_EQ(recs[60].loc.segment, 1u);
+  ASSERT_GT(recs[60].loc.offset, recs[3].loc.offset + (64 << 10)) << "too near to be joined";
+  ASSERT_EQ(recs[150].loc.segment, 2u);
+  auto end = [](const Appended& a) { return a.loc.offset + kRecordHeaderSize + a.loc.length; };
+
+  j_->WillRead({recs[150].loc, recs[3].loc, buffered.loc, recs[0].loc, recs[60].loc, recs[1].loc,
+                Location{0, 4096, 10}, Location{999, 4096, 10}, Location{1, 0, 10}});
+  const auto hints = env_.hints();
+  ASSERT_EQ(hints.size(), 3u);
+  EXPECT_EQ(hints[0].path, SegPath(1));
+  EXPECT_EQ(hints[0].offset, recs[0].loc.offset);
+  EXPECT_EQ(hints[0].n, end(recs[3]) - recs[0].loc.offset) << "records 0, 1 and 3 as one";
+  EXPECT_EQ(hints[1].path, SegPath(1));
+  EXPECT_EQ(hints[1].offset, recs[60].loc.offset);
+  EXPECT_EQ(hints[1].n, end(recs[60]) - recs[60].loc.offset);
+  EXPECT_EQ(hints[2].path, SegPath(2));
+  EXPECT_EQ(hints[2].offset, recs[150].loc.offset);
+  EXPECT_EQ(hints[2].n, end(recs[150]) - recs[150].loc.offset);
+  for (const Appended& a : {recs[0], recs[3], recs[60], recs[150], buffered}) ExpectReadable(a);
+
+  // Kept chunks are memory too.
+  keep_written_ = 1 << 20;
+  ASSERT_TRUE(Open().ok());
+  const Appended kept = Append(2000, 2000);
+  ASSERT_TRUE(j_->Sync(UINT64_MAX).ok());
+  ASSERT_GT(j_->KeptBytes(), 0u);
+  const size_t before = env_.hints().size();
+  j_->WillRead({kept.loc});
+  EXPECT_EQ(env_.hints().size(), before);
+  ExpectReadable(kept);
+}
+
 TEST_F(JournalTest, FlippedBitIsCorruption) {
   ASSERT_TRUE(Open().ok());
   std::vector<Appended> recs;
