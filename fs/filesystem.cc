@@ -374,6 +374,9 @@ Status Filesystem::SyncAndCommitLocked() {
 Status Filesystem::Shutdown() {
   if (shut_down_) return Status::OK();
   shut_down_ = true;
+  // The session has stopped: no new read comes in. Reads still queued run now, before the
+  // pools they may hand on to (cold readers, read helpers) go.
+  hot_readers_.reset();
   StopTiering();
   if (memory_) memory_->StopReserving();
   {
@@ -382,7 +385,6 @@ Status Filesystem::Shutdown() {
   }
   committer_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
-  hot_readers_.reset();  // the session has stopped: no read is in flight
   read_helpers_.reset();
   if (!meta_ || !journal_) return Status::OK();
   Status first;

@@ -176,12 +176,13 @@ class Filesystem {
                                            int flags, const Caller& caller);
   // Blocks until the data is there, from whichever tier holds it.
   Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, char* buf);
-  // The same read for the FUSE glue: `done` runs exactly once. Before ReadAsync returns when
-  // every byte is in memory (buffered, or in the decoded-chunk cache); otherwise later, on a
-  // hot-reader thread when the records to decode are on the hot tier (or in the read cache),
-  // else on a cold-reader thread. FUSE workers so never decode or wait on a tier: they stay
-  // free for the lookups, opens and stats queued behind a burst of reads, and the reads are
-  // decoded in the order they came (docs/architecture.md, "Read").
+  // The same read for the FUSE glue: `done` runs exactly once, before ReadAsync returns when
+  // every byte is in memory (buffered, or in the decoded-chunk cache) or when the read decodes
+  // on the calling thread (while fewer reads than cores are decoding). Otherwise later: on a
+  // hot-reader thread, in the order the reads came, when its records are all on the hot
+  // tier; on a cold-reader thread when it has to wait on a cold tier. A burst of reads so
+  // never holds every FUSE worker: lookups, opens and stats queued behind it are answered at
+  // once (docs/architecture.md, "Read"). A read waiting on a cold tier never holds one.
   using ReadDone = std::function<void(const Status& s, const char* data, size_t n)>;
   void ReadAsync(uint64_t ino, uint64_t fh, uint64_t offset, size_t size, ReadDone done);
   Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t offset, std::string_view data);
@@ -348,9 +349,10 @@ class Filesystem {
   // wait for more.
   void ReadWithin(Reach reach, uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
                   ReadDone done);
-  // Starts reading in, without waiting, the hot-tier records of the stored chunks under
-  // [offset, offset + size): a hot reader will decode them soon.
-  void WillRead(uint64_t ino, uint64_t offset, size_t size);
+  // Whether every stored record under [offset, offset + size) is on the hot tier; if so,
+  // starts reading in those in journal segments without waiting (a hot reader will decode
+  // them soon). Takes mu_.
+  bool HintHotRecords(uint64_t ino, uint64_t offset, size_t size);
 
   // Tiering internals (fs/tiering.cc).
   struct Fetch;

@@ -200,20 +200,26 @@ void Filesystem::ReadWithin(Reach reach, uint64_t ino, uint64_t fh, uint64_t off
   // joins the hot readers' queue, so that the cores finish reads in the order they came.
   // Decoding every read on the FUSE workers let all of them share the cores at once, so none
   // finished soon, and the cheap requests (lookups, opens) waited behind them
-  // (bench/README.md, item 16).
-  if (hot_reads_.fetch_add(1) < hot_inline_) {
+  // (bench/README.md, item 16). A read with records on a cold tier never joins that queue: it
+  // goes on here as before, to the read cache or the cold readers.
+  struct Counted {
+    std::atomic<unsigned>* n;
+    ~Counted() {
+      if (n != nullptr) n->fetch_sub(1);
+    }
+  };
+  if (hot_reads_.fetch_add(1) < hot_inline_ || !HintHotRecords(ino, offset, size)) {
+    Counted counted{&hot_reads_};
     ReadWithin(Reach::kHot, ino, fh, offset, size, std::move(done));
-    hot_reads_.fetch_sub(1);
     return;
   }
-  WillRead(ino, offset, size);  // the disk reads them in while the read waits in the queue
   hot_readers_->Submit([this, ino, fh, offset, size, done = std::move(done)]() mutable {
+    Counted counted{&hot_reads_};
     ReadWithin(Reach::kHot, ino, fh, offset, size, std::move(done));
-    hot_reads_.fetch_sub(1);
   });
 }
 
-void Filesystem::WillRead(uint64_t ino, uint64_t offset, size_t size) {
+bool Filesystem::HintHotRecords(uint64_t ino, uint64_t offset, size_t size) {
   const uint64_t cs = sb_.chunk_size;
   std::vector<journal::Location> want;
   {
@@ -226,11 +232,14 @@ void Filesystem::WillRead(uint64_t ino, uint64_t offset, size_t size) {
         auto patches = meta_->ListPatches(ino, idx);
         if (patches.ok()) records.insert(records.end(), patches->begin(), patches->end());
       }
-      for (const meta::ChunkRow& c : records)
+      for (const meta::ChunkRow& c : records) {
+        if (OnColdTierLocked(c.segment)) return false;
         if (!internal::IsPlacement(c.segment)) want.push_back({c.segment, c.offset, c.stored_len});
+      }
     }
   }
   journal_->WillRead(std::move(want));
+  return true;
 }
 
 Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, size_t size,
@@ -290,9 +299,9 @@ Result<size_t> Filesystem::ReadImpl(uint64_t ino, uint64_t fh, uint64_t offset, 
   // Parts served whole by their stored chunk (a 512 KiB READ is 8 chunks of 64 KiB) are decoded
   // in parallel when fewer reads than cores are decoding: one file's read then uses every core.
   // Under more reads every core has one already, and handing chunks around only adds switches
-  // (32 PACS readers lost up to 11% with it). Only on a hot reader (Reach::kHot): a read that
-  // may wait on a cold tier would hold a helper for the tier's timeout, and a FUSE worker
-  // decodes nothing.
+  // (32 PACS readers lost up to 11% with it). Only for a read that decodes hot records
+  // (Reach::kHot, on a FUSE worker or a hot reader): a read that may wait on a cold tier would
+  // hold a helper for the tier's timeout.
   const auto wholes =
       std::count_if(stored.begin(), stored.end(), [](const Part& p) { return p.gaps.empty(); });
   struct Decoding {  // counts the reads that could use the helpers, while they decode

@@ -34,8 +34,9 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Dispatch(req, "read", ino, [&](Request& r) {
-    // Replies now for data in memory or on the hot tier; a read that waits on a cold tier
-    // replies later from a cold-reader thread, so this worker goes back to the queue.
+    // Replies now for data in memory (or decoded here while the cores have room); otherwise
+    // later, from a hot reader (queued behind the reads decoding) or a cold reader (a read
+    // that waits on a cold tier), so this worker goes back to the queue.
     fs::Filesystem* fs = r.fs();
     r.Detach();
     fs->ReadAsync(ino, fi->fh, static_cast<uint64_t>(off), size,

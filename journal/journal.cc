@@ -853,7 +853,13 @@ void Journal::WillRead(std::vector<Location> locs) const {
   {
     std::lock_guard<std::mutex> l(mu_);
     std::erase_if(locs, [&](const Location& loc) {
-      return loc.segment == 0 || loc.segment > active_segment_ || loc.offset < kSegmentHeaderSize ||
+      // A damaged row must not wrap the range, nor reopen a removed segment (whose space the
+      // file descriptor would then pin).
+      auto seg = std::lower_bound(segments_.begin(), segments_.end(), loc.segment,
+                                  [](const SegmentInfo& s, uint64_t id) { return s.id < id; });
+      return seg == segments_.end() || seg->id != loc.segment || loc.segment > active_segment_ ||
+             loc.offset < kSegmentHeaderSize ||
+             loc.offset > UINT64_MAX - kRecordHeaderSize - uint64_t{loc.length} ||
              Holds(*buf_, loc) || FindInMemoryLocked(loc) != nullptr;
     });
   }

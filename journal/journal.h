@@ -147,7 +147,8 @@ class Journal {
   Status Read(const Location& loc, std::string* payload) const;
   // Asks the filesystem to start reading the records at `locs` in (they are about to be Read),
   // without waiting for them: one hint per run of nearby records. Records in memory and
-  // locations that name no segment are skipped. Advisory; never fails.
+  // locations that name no record of a live segment (a removed one, or past its end by a
+  // damaged length) are skipped. Advisory; never fails.
   void WillRead(std::vector<Location> locs) const;
 
   // Calls fn for every record with after_lsn < LSN <= LastLsn() (as of the call), in LSN order,

@@ -329,7 +329,7 @@ TEST_F(FilesystemTest, MultiChunkReadsDecodedInParallelAreExactAndDamageIsEio) {
 // ReadAsync answers a read whose bytes are in memory (here: the decoded-chunk cache) on the
 // calling thread before it returns. One with records to decode goes, once as many reads as the
 // FUSE workers may decode are decoding (0 here), to the hot readers, which answer it later on
-// their own thread: exactly, or EIO for a damaged chunk.
+// their own thread: exactly, or EIO for a damaged chunk. Its records were hinted first.
 TEST_F(FilesystemTest, AsyncReadsAnswerFromMemoryAtOnceAndQueueDecoding) {
   const std::string good = Random(8 * 16384, 50), bad = Random(8 * 16384, 51);
   const uint64_t ino = CreateFile("good", good);
@@ -338,7 +338,11 @@ TEST_F(FilesystemTest, AsyncReadsAnswerFromMemoryAtOnceAndQueueDecoding) {
   fs_.reset();
   ASSERT_NO_FATAL_FAILURE(
       FlipCiphertextBit(root_ + "/hot", ChunkOf(root_ + "/hot", damaged, 2), 0x10));
-  Reopen();
+  const meta::ChunkRow first = ChunkOf(root_ + "/hot", ino, 0);
+  test::FaultEnv env;  // records the hints
+  auto opened = Filesystem::Open(config_, &env);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  fs_ = std::move(opened).value();
   ASSERT_TRUE(fs_->Start().ok());
   fs_->SetHotInlineForTesting(0);
 
@@ -370,6 +374,13 @@ TEST_F(FilesystemTest, AsyncReadsAnswerFromMemoryAtOnceAndQueueDecoding) {
   ASSERT_TRUE(decoded.status.ok()) << decoded.status.ToString();
   EXPECT_TRUE(decoded.data == good);
   EXPECT_NE(decoded.thread, std::this_thread::get_id()) << "decoded on the FUSE worker";
+  char seg[32];
+  std::snprintf(seg, sizeof seg, "/%016llx.seg", static_cast<unsigned long long>(first.segment));
+  bool hinted = false;
+  for (const auto& h : env.hints())
+    hinted = hinted ||
+             (h.path.ends_with(seg) && h.offset <= first.offset && first.offset < h.offset + h.n);
+  EXPECT_TRUE(hinted) << "no hint covers chunk 0's record";
   Answer cached = read(ino);
   ASSERT_TRUE(cached.status.ok()) << cached.status.ToString();
   EXPECT_TRUE(cached.data == good);
@@ -378,6 +389,33 @@ TEST_F(FilesystemTest, AsyncReadsAnswerFromMemoryAtOnceAndQueueDecoding) {
   Answer failed = read(damaged);
   EXPECT_EQ(failed.status.ToErrno(), EIO) << failed.status.ToString();
   EXPECT_NE(failed.thread, std::this_thread::get_id());
+  fs_.reset();  // before the Env it uses
+}
+
+// An unmount with reads still queued to the hot readers answers every one of them, exactly,
+// before it tears anything down.
+TEST_F(FilesystemTest, ShutdownAnswersEveryQueuedRead) {
+  std::vector<std::string> contents;
+  std::vector<uint64_t> inos;
+  for (uint32_t i = 0; i < 8; i++) {
+    contents.push_back(Random(8 * 16384, 60 + i));
+    inos.push_back(CreateFile("f" + std::to_string(i), contents.back()));
+  }
+  Reopen();
+  ASSERT_TRUE(fs_->Start().ok());
+  fs_->SetHotInlineForTesting(0);
+  std::atomic<int> exact{0}, wrong{0};
+  for (size_t k = 0; k < inos.size(); k++) {
+    auto fh = fs_->Open(inos[k], O_RDONLY);
+    ASSERT_TRUE(fh.ok());
+    fs_->ReadAsync(inos[k], *fh, 0, contents[k].size(),
+                   [&, k](const Status& st, const char* data, size_t n) {
+                     (st.ok() && std::string_view(data, n) == contents[k] ? exact : wrong)++;
+                   });
+  }
+  ASSERT_TRUE(fs_->Shutdown().ok());
+  EXPECT_EQ(exact.load(), static_cast<int>(inos.size()));
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 // The journal's fdatasync fails under the background commit: nothing is committed (the database

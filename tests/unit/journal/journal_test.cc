@@ -585,7 +585,8 @@ TEST_F(JournalTest, WillReadHintsEachRunOfRecordsOnDiskOnce) {
   auto end = [](const Appended& a) { return a.loc.offset + kRecordHeaderSize + a.loc.length; };
 
   j_->WillRead({recs[150].loc, recs[3].loc, buffered.loc, recs[0].loc, recs[60].loc, recs[1].loc,
-                Location{0, 4096, 10}, Location{999, 4096, 10}, Location{1, 0, 10}});
+                Location{0, 4096, 10}, Location{999, 4096, 10}, Location{1, 0, 10},
+                Location{1, UINT64_MAX - 10, 100}});
   const auto hints = env_.hints();
   ASSERT_EQ(hints.size(), 3u);
   EXPECT_EQ(hints[0].path, SegPath(1));
@@ -598,6 +599,11 @@ TEST_F(JournalTest, WillReadHintsEachRunOfRecordsOnDiskOnce) {
   EXPECT_EQ(hints[2].offset, recs[150].loc.offset);
   EXPECT_EQ(hints[2].n, end(recs[150]) - recs[150].loc.offset);
   for (const Appended& a : {recs[0], recs[3], recs[60], recs[150], buffered}) ExpectReadable(a);
+
+  // A removed segment is not reopened for a hint.
+  ASSERT_TRUE(j_->RemoveSegments({1}, recs[149].lsn, nullptr).ok());
+  j_->WillRead({recs[0].loc});
+  EXPECT_EQ(env_.hints().size(), 3u);
 
   // Kept chunks are memory too.
   keep_written_ = 1 << 20;
