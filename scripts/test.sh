@@ -2,7 +2,9 @@
 # Builds and tests strata the way CI does (.ci/run calls this):
 #   1. the dev preset (warnings are errors), then every test: unit, fuse, crash;
 #   2. the asan-ubsan preset, then the unit tests under the sanitizers;
-#   3. clang-format on every C++ file in the repository.
+#   3. the tsan preset, then the unit tests under ThreadSanitizer (the read, seal and journal
+#      paths run on several thread pools);
+#   4. clang-format on every C++ file in the repository.
 # Every step runs even if an earlier one failed (a failed build skips its tests); the summary
 # at the end lists each step, and the exit status is non-zero if any step failed.
 #
@@ -90,6 +92,16 @@ if [[ ${step_results[-1]} == PASS ]]; then
     --no-tests=error
 else
   skip_step "test: asan-ubsan (unit)" "build failed"
+fi
+
+run_step "build: tsan" configure_and_build tsan -DSTRATA_INTEGRATION_TESTS=OFF
+if [[ ${step_results[-1]} == PASS ]]; then
+  run_step "test: tsan (unit)" \
+    env TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+    ctest --test-dir build/tsan -L unit --output-on-failure -j"$jobs" --timeout 300 \
+    --no-tests=error
+else
+  skip_step "test: tsan (unit)" "build failed"
 fi
 
 run_step "clang-format" format_check
