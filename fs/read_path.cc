@@ -202,11 +202,9 @@ void Filesystem::ReadWithin(Reach reach, uint64_t ino, uint64_t fh, uint64_t off
   // finished soon, and the cheap requests (lookups, opens) waited behind them
   // (bench/README.md, item 16). A read with records on a cold tier never joins that queue: it
   // goes on here as before, to the read cache or the cold readers.
-  struct Counted {
+  struct Counted {  // one of hot_reads_ until this read is answered or handed on
     std::atomic<unsigned>* n;
-    ~Counted() {
-      if (n != nullptr) n->fetch_sub(1);
-    }
+    ~Counted() { n->fetch_sub(1); }
   };
   if (hot_reads_.fetch_add(1) < hot_inline_ || !HintHotRecords(ino, offset, size)) {
     Counted counted{&hot_reads_};
